@@ -1,0 +1,111 @@
+"""Validation at the edge: every document is checked here once, then trusted.
+
+``prepare`` fills the server-side ``time``, rejects field names MongoDB would
+misread, and applies the document type's JSON Schema (compiled once).
+``check_record_keys`` holds a record to its stream's declared ``data_keys``.
+"""
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from jsonschema.exceptions import best_match
+
+from .errors import ValidationFailed
+from .schemas import DOC_TYPES, load_schema
+
+__all__ = ["prepare", "check_record_keys", "DOC_TYPES"]
+
+_MAX_DETAILS = 10
+
+_DTYPE_CHECKS = {
+    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
+    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
+    or (isinstance(v, float) and v.is_integer()),
+    "string": lambda v: isinstance(v, str),
+    "boolean": lambda v: isinstance(v, bool),
+    "array": lambda v: isinstance(v, list),
+    "object": lambda v: isinstance(v, dict),
+}
+
+
+@lru_cache(maxsize=None)
+def _validator(doc_type: str) -> Draft202012Validator:
+    schema = load_schema(doc_type)
+    Draft202012Validator.check_schema(schema)
+    return Draft202012Validator(schema)
+
+
+def _json_path(error: Any) -> str:
+    return "/" + "/".join(str(p) for p in error.absolute_path)
+
+
+def _bad_key(key: str) -> bool:
+    return key.startswith("$") or "." in key or "\x00" in key
+
+
+def _check_field_names(doc: dict[str, Any]) -> None:
+    """Reject names MongoDB treats as operators or paths (``$x``, ``a.b``) at any depth."""
+    stack: list[tuple[str, Any]] = [("", doc)]
+    while stack:
+        path, value = stack.pop()
+        if isinstance(value, dict):
+            for key, child in value.items():
+                if not isinstance(key, str) or _bad_key(key):
+                    raise ValidationFailed(
+                        f"field name {key!r} at {path or '/'} is not allowed: "
+                        "names may not start with '$' or contain '.'",
+                        [{"path": f"{path}/{key}", "message": "forbidden field name"}],
+                    )
+                if isinstance(child, (dict, list)):
+                    stack.append((f"{path}/{key}", child))
+        else:
+            for i, child in enumerate(value):
+                if isinstance(child, (dict, list)):
+                    stack.append((f"{path}/{i}", child))
+
+
+def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
+    """Validate one incoming document; return it (with ``time`` filled) and whether time was filled.
+
+    Raises :class:`ValidationFailed` naming the offending field.
+    """
+    if not isinstance(raw, dict):
+        raise ValidationFailed(
+            f"a {doc_type} must be a JSON object, got {type(raw).__name__}"
+        )
+    time_filled = raw.get("time") is None
+    if time_filled:
+        raw["time"] = now
+    _check_field_names(raw)
+    validator = _validator(doc_type)
+    if not validator.is_valid(raw):
+        errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+        first = best_match(errors)
+        details = [{"path": _json_path(e), "message": e.message} for e in errors[:_MAX_DETAILS]]
+        raise ValidationFailed(
+            f"invalid {doc_type}: {first.message} (at {_json_path(first)})", details
+        )
+    return raw, time_filled
+
+
+def check_record_keys(record: dict[str, Any], stream: dict[str, Any]) -> None:
+    """Hold a data_reference to its stream: only declared keys, values of the declared dtype."""
+    data_keys = stream["data_keys"]
+    for field in ("data", "timestamps"):
+        undeclared = sorted(k for k in record[field] if k not in data_keys)
+        if undeclared:
+            raise ValidationFailed(
+                f"{field} keys {undeclared} are not declared in the data_keys of stream "
+                f"{stream['uid']!r} (declared: {sorted(data_keys)})",
+                [{"path": f"/{field}/{k}", "message": "undeclared data key"} for k in undeclared],
+            )
+    for key, value in record["data"].items():
+        dtype = data_keys[key]["dtype"]
+        if value is not None and not _DTYPE_CHECKS[dtype](value):
+            raise ValidationFailed(
+                f"data[{key!r}] is {type(value).__name__}, but stream {stream['uid']!r} "
+                f"declares dtype {dtype!r}",
+                [{"path": f"/data/{key}", "message": f"expected {dtype}"}],
+            )

@@ -1,0 +1,80 @@
+"""Exceptions the service raises; each carries the HTTP status it maps to.
+
+Handlers simply raise these; ``handlers.base.BaseHandler.write_error`` turns
+every one of them into the single JSON error body of the HTTP API.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "AnalysisStoreError",
+    "BadRequest",
+    "NotFound",
+    "Conflict",
+    "Finalized",
+    "PayloadTooLarge",
+    "ValidationFailed",
+    "DatabaseUnavailable",
+]
+
+
+class AnalysisStoreError(Exception):
+    """Base class: an error with an HTTP status, a type name and optional details."""
+
+    status: int = 500
+    type_name: str = "InternalError"
+
+    def __init__(self, message: str, details: list[Any] | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details or []
+
+
+class BadRequest(AnalysisStoreError):
+    """Malformed JSON, an unknown field or operator, a forbidden query."""
+
+    status = 400
+    type_name = "BadRequest"
+
+
+class NotFound(AnalysisStoreError):
+    """Unknown uid, unknown parent or unknown route."""
+
+    status = 404
+    type_name = "NotFound"
+
+
+class Conflict(AnalysisStoreError):
+    """Same uid with different content, or a second tail for one analysis."""
+
+    status = 409
+    type_name = "Conflict"
+
+
+class Finalized(Conflict):
+    """The analysis has a tail: no new streams or records may be added."""
+
+    type_name = "Finalized"
+
+
+class PayloadTooLarge(AnalysisStoreError):
+    """Request body or bulk larger than the configured limit."""
+
+    status = 413
+    type_name = "PayloadTooLarge"
+
+
+class ValidationFailed(AnalysisStoreError):
+    """The document does not satisfy its JSON Schema or its stream's data_keys."""
+
+    status = 422
+    type_name = "ValidationError"
+
+
+class DatabaseUnavailable(AnalysisStoreError):
+    """MongoDB does not answer; the client should retry after ``retry_after`` seconds."""
+
+    status = 503
+    type_name = "DatabaseUnavailable"
+    retry_after = 5

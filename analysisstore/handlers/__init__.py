@@ -1,0 +1,1 @@
+"""HTTP handlers. Each module owns its routes; ``analysisstore.app`` joins them."""

@@ -1,0 +1,58 @@
+"""The write path shared by the v1 API and the legacy face.
+
+Validate every incoming document at the edge, hand the valid ones to the
+store, and turn per-item failures into one error that says what was and was
+not written.
+"""
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from .documents import prepare
+from .errors import AnalysisStoreError, PayloadTooLarge
+from .store import ItemResult, Store, WriteOutcome
+
+__all__ = ["ingest", "MAX_ERROR_DETAILS"]
+
+MAX_ERROR_DETAILS = 1_000
+
+
+def _raise_for_failures(doc_type: str, outcome: WriteOutcome) -> None:
+    failed = outcome.failed
+    if not failed:
+        return
+    first = failed[0]
+    assert first.error is not None
+    if len(outcome.items) == 1:
+        raise first.error
+    stored = sum(1 for item in outcome.items if item.error is None)
+    summary = (
+        f"{len(failed)} of {len(outcome.items)} {doc_type} documents were rejected "
+        f"(first: item {first.index}: {first.error.message}); "
+        + (f"the other {stored} were stored" if outcome.written else "nothing was written")
+    )
+    details = [item.as_json() for item in failed[:MAX_ERROR_DETAILS]]
+    raise type(first.error)(summary, details)
+
+
+async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: int) -> WriteOutcome:
+    """Validate and store ``raw_docs`` (all of one type); raise if any is rejected."""
+    if len(raw_docs) > max_items:
+        raise PayloadTooLarge(
+            f"{len(raw_docs)} documents in one request; the limit is {max_items}, send smaller chunks"
+        )
+    now = time.time()
+    prepared: list[tuple[dict[str, Any], bool]] = []
+    checked = WriteOutcome()
+    for i, raw in enumerate(raw_docs):
+        item = ItemResult(i, raw.get("uid") if isinstance(raw, dict) else None)
+        try:
+            prepared.append(prepare(doc_type, raw, now))
+        except AnalysisStoreError as exc:
+            item.error = exc
+        checked.items.append(item)
+    _raise_for_failures(doc_type, checked)
+    outcome = await store.insert(doc_type, prepared)
+    _raise_for_failures(doc_type, outcome)
+    return outcome

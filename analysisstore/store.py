@@ -1,0 +1,339 @@
+"""The store: the only code that talks to MongoDB.
+
+It enforces the invariants of the data model on top of already-validated
+documents: parents exist, writes are idempotent by uid, one tail per
+analysis, nothing new after the tail. Database failures surface as
+:class:`DatabaseUnavailable` (503) so clients know to retry.
+"""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, AsyncIterator, Iterator
+
+from pymongo import ASCENDING, AsyncMongoClient, IndexModel
+from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout
+
+from .documents import check_record_keys
+from .errors import (
+    AnalysisStoreError,
+    BadRequest,
+    Conflict,
+    DatabaseUnavailable,
+    Finalized,
+    NotFound,
+    ValidationFailed,
+)
+from .schemas import DOC_TYPES, PARENT_FIELD
+
+__all__ = ["Store", "ItemResult", "INSERTED", "ALREADY_STORED"]
+
+log = logging.getLogger(__name__)
+
+INSERTED = "inserted"
+ALREADY_STORED = "already stored"
+_DUPLICATE_KEY = 11000
+
+_INDEXES: dict[str, list[IndexModel]] = {
+    "analysis_header": [],
+    "data_reference_header": [IndexModel([("analysis_header", ASCENDING)])],
+    # (stream, seq_num) also serves every lookup by stream alone.
+    "data_reference": [IndexModel([("data_reference_header", ASCENDING), ("seq_num", ASCENDING)])],
+    "analysis_tail": [IndexModel([("analysis_header", ASCENDING)], unique=True)],
+}
+_PARENT_PROJECTION = {
+    "analysis_header": {"_id": 0, "uid": 1},
+    "data_reference_header": {"_id": 0, "uid": 1, "analysis_header": 1, "data_keys": 1},
+}
+
+
+@dataclass
+class ItemResult:
+    """What happened to one document of a write: inserted, already stored, or an error."""
+
+    index: int
+    uid: Any
+    result: str = INSERTED
+    error: AnalysisStoreError | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "uid": self.uid, "result": self.result}
+        if self.error is not None:
+            out.update(status=self.error.status, type=self.error.type_name, message=self.error.message)
+        return out
+
+
+@dataclass
+class WriteOutcome:
+    """Per-item results of one write request, in request order."""
+
+    items: list[ItemResult] = field(default_factory=list)
+    #: True once anything reached the database; failures found before that wrote nothing.
+    written: bool = False
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [item for item in self.items if item.error is not None]
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except ExecutionTimeout as exc:
+        raise BadRequest(f"query took longer than the server allows; narrow the filter ({exc})") from None
+    except ConnectionFailure as exc:
+        log.warning("database unavailable: %s", exc)
+        raise DatabaseUnavailable("the database is not answering; retry later") from None
+
+
+def _same_content(stored: dict[str, Any], incoming: dict[str, Any], time_filled: bool) -> bool:
+    """Is ``incoming`` a re-send of ``stored``? A server-filled time is not part of the content."""
+    stored = {k: v for k, v in stored.items() if k != "_id"}
+    incoming = {k: v for k, v in incoming.items() if k != "_id"}
+    if time_filled:
+        stored.pop("time", None)
+        incoming.pop("time", None)
+    return stored == incoming
+
+
+class Store:
+    """Documents of one database, with the analysis invariants enforced on every write."""
+
+    def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000) -> None:
+        self.client = client
+        self.db = client[database]
+        self.max_time_ms = max_time_ms
+
+    @classmethod
+    def connect(
+        cls, uri: str, database: str, max_time_ms: int = 10_000, server_timeout_ms: int = 5_000
+    ) -> "Store":
+        """A store on ``uri`` (connection is lazy: nothing blocks here)."""
+        client: AsyncMongoClient = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=server_timeout_ms, appname="analysisstore"
+        )
+        return cls(client, database, max_time_ms)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailable unless the database answers."""
+        with _database_errors():
+            await self.client.admin.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        """Create every index once, at startup (idempotent)."""
+        with _database_errors():
+            for doc_type in DOC_TYPES:
+                models = [
+                    IndexModel([("uid", ASCENDING)], unique=True),
+                    IndexModel([("time", ASCENDING), ("uid", ASCENDING)]),
+                    *_INDEXES[doc_type],
+                ]
+                await self.db[doc_type].create_indexes(models)
+        log.info("indexes ensured on database %r", self.db.name)
+
+    # ---- writes -------------------------------------------------------------
+
+    async def insert(self, doc_type: str, docs: list[tuple[dict[str, Any], bool]]) -> WriteOutcome:
+        """Insert validated ``(document, time_filled)`` pairs of one type.
+
+        Every check that can fail on the input (parents, finalization, data
+        keys, duplicates inside the request) runs before anything is written;
+        if one fails nothing is written and the outcome lists the failures.
+        Only a uid conflict with an already stored document can be found
+        after writing; it never overwrites anything.
+        """
+        outcome = WriteOutcome([ItemResult(i, doc.get("uid")) for i, (doc, _) in enumerate(docs)])
+        if not docs:
+            return outcome
+        with _database_errors():
+            to_write = self._dedupe_within_request(docs, outcome)
+            if doc_type in PARENT_FIELD:
+                await self._check_parents(doc_type, docs, to_write, outcome)
+            if outcome.failed:
+                return outcome
+            await self._write(doc_type, docs, to_write, outcome)
+        return outcome
+
+    @staticmethod
+    def _dedupe_within_request(
+        docs: list[tuple[dict[str, Any], bool]], outcome: WriteOutcome
+    ) -> list[int]:
+        first_index: dict[Any, int] = {}
+        to_write = []
+        for i, (doc, time_filled) in enumerate(docs):
+            uid = doc["uid"]
+            if uid not in first_index:
+                first_index[uid] = i
+                to_write.append(i)
+                continue
+            earlier = docs[first_index[uid]][0]
+            if _same_content(earlier, doc, time_filled):
+                outcome.items[i].result = ALREADY_STORED
+            else:
+                outcome.items[i].error = Conflict(
+                    f"uid {uid!r} appears twice in this request with different content"
+                )
+        return to_write
+
+    async def _check_parents(
+        self,
+        doc_type: str,
+        docs: list[tuple[dict[str, Any], bool]],
+        to_write: list[int],
+        outcome: WriteOutcome,
+    ) -> None:
+        parent_field = PARENT_FIELD[doc_type]
+        wanted = {docs[i][0][parent_field] for i in to_write}
+        parents = {
+            p["uid"]: p
+            async for p in self.db[parent_field].find(
+                {"uid": {"$in": list(wanted)}}, _PARENT_PROJECTION[parent_field], max_time_ms=self.max_time_ms
+            )
+        }
+        header_of = {
+            uid: (p["analysis_header"] if parent_field == "data_reference_header" else uid)
+            for uid, p in parents.items()
+        }
+        finalized = await self._finalized_headers(set(header_of.values())) if doc_type != "analysis_tail" else set()
+        for i in to_write:
+            doc = docs[i][0]
+            parent = parents.get(doc[parent_field])
+            if parent is None:
+                outcome.items[i].error = NotFound(
+                    f"{parent_field} {doc[parent_field]!r} does not exist; "
+                    f"write it before its {doc_type} documents"
+                )
+                continue
+            if header_of[parent["uid"]] in finalized:
+                await self._allow_only_resend(doc_type, docs[i], outcome.items[i], header_of[parent["uid"]])
+                continue
+            if doc_type == "data_reference":
+                try:
+                    check_record_keys(doc, parent)
+                except ValidationFailed as exc:
+                    outcome.items[i].error = exc
+
+    async def _finalized_headers(self, header_uids: set[str]) -> set[str]:
+        if not header_uids:
+            return set()
+        cursor = self.db.analysis_tail.find(
+            {"analysis_header": {"$in": list(header_uids)}},
+            {"_id": 0, "analysis_header": 1},
+            max_time_ms=self.max_time_ms,
+        )
+        return {t["analysis_header"] async for t in cursor}
+
+    async def _allow_only_resend(
+        self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult, header_uid: str
+    ) -> None:
+        """After the tail only an identical re-send of a stored document succeeds."""
+        doc, time_filled = item
+        stored = await self.db[doc_type].find_one({"uid": doc["uid"]}, {"_id": 0})
+        if stored is not None and _same_content(stored, doc, time_filled):
+            result.result = ALREADY_STORED
+        else:
+            result.error = Finalized(
+                f"analysis {header_uid!r} is finalized (it has a tail); "
+                f"no new {doc_type} documents may be added"
+            )
+
+    async def _write(
+        self,
+        doc_type: str,
+        docs: list[tuple[dict[str, Any], bool]],
+        to_write: list[int],
+        outcome: WriteOutcome,
+    ) -> None:
+        pending = [i for i in to_write if outcome.items[i].result == INSERTED]
+        if not pending:
+            return
+        batch = [docs[i][0] for i in pending]
+        outcome.written = True
+        try:
+            await self.db[doc_type].insert_many(batch, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                i = pending[error["index"]]
+                if error.get("code") != _DUPLICATE_KEY:
+                    outcome.items[i].error = AnalysisStoreError(f"database refused the document: {error.get('errmsg')}")
+                    continue
+                await self._resolve_duplicate(doc_type, docs[i], outcome.items[i])
+        finally:
+            for doc in batch:
+                doc.pop("_id", None)
+
+    async def _resolve_duplicate(
+        self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult
+    ) -> None:
+        doc, time_filled = item
+        stored = await self.db[doc_type].find_one({"uid": doc["uid"]}, {"_id": 0})
+        if stored is None:  # the unique index on the tail's analysis_header fired
+            tail = await self.db.analysis_tail.find_one(
+                {"analysis_header": doc["analysis_header"]}, {"_id": 0, "uid": 1}
+            )
+            result.error = Conflict(
+                f"analysis {doc['analysis_header']!r} already has a tail "
+                f"({tail['uid'] if tail else 'unknown uid'!r}); only one tail per analysis"
+            )
+        elif _same_content(stored, doc, time_filled):
+            result.result = ALREADY_STORED
+        else:
+            result.error = Conflict(
+                f"a different {doc_type} with uid {doc['uid']!r} is already stored; "
+                "uids are immutable, use a new uid"
+            )
+
+    # ---- reads --------------------------------------------------------------
+
+    async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
+        """The document with ``uid``, or NotFound."""
+        with _database_errors():
+            doc = await self.db[doc_type].find_one({"uid": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+        if doc is None:
+            raise NotFound(f"no {doc_type} with uid {uid!r}")
+        return doc
+
+    async def find_page(
+        self,
+        doc_type: str,
+        filt: dict[str, Any],
+        sort: list[tuple[str, int]],
+        limit: int,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` matches in ``sort`` order, and whether more follow."""
+        with _database_errors():
+            cursor = (
+                self.db[doc_type]
+                .find(filt, {"_id": 0}, max_time_ms=self.max_time_ms)
+                .sort(sort)
+                .limit(limit + 1)
+            )
+            docs = await cursor.to_list()
+        return docs[:limit], len(docs) > limit
+
+    async def iter_find(
+        self, doc_type: str, filt: dict[str, Any], sort: list[tuple[str, int]], batch_size: int = 1_000
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match, in batches, holding one batch in memory at a time."""
+        with _database_errors():
+            cursor = (
+                self.db[doc_type]
+                .find(filt, {"_id": 0}, max_time_ms=self.max_time_ms, batch_size=batch_size)
+                .sort(sort)
+            )
+            try:
+                batch: list[dict[str, Any]] = []
+                async for doc in cursor:
+                    batch.append(doc)
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            finally:
+                await cursor.close()

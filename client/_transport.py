@@ -1,0 +1,83 @@
+"""HTTP for the client: one keep-alive session, timeouts, retries, error translation.
+
+Retries use urllib3's ``Retry`` (already under ``requests``): exponential
+backoff with jitter on connection errors, read timeouts, 429 and 503,
+honouring ``Retry-After``. Retrying writes is safe because the service is
+idempotent by uid. Other 4xx are never retried.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import requests
+import ujson
+from requests.adapters import HTTPAdapter
+from urllib3.util import Retry
+
+from .errors import ServiceUnreachable, error_for_status
+
+__all__ = ["Transport"]
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT = 3.05
+
+
+class Transport:
+    """Requests to one service base URL."""
+
+    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0,
+                 retries: int = 5, backoff: float = 0.25) -> None:
+        self.base_url = base_url.rstrip("/") + "/"
+        self.timeout = (CONNECT_TIMEOUT, timeout)
+        self.session = requests.Session()
+        retry = Retry(
+            total=retries,
+            connect=retries,
+            read=retries,
+            status=retries,
+            other=0,
+            redirect=0,
+            allowed_methods=None,  # every method: writes are idempotent by uid
+            status_forcelist=(429, 503),
+            backoff_factor=backoff,
+            backoff_jitter=backoff,
+            backoff_max=30.0,
+            retry_after_max=60,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
+        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=16)
+        self.session.mount("http://", adapter)
+        self.session.mount("https://", adapter)
+        self.session.headers["Accept"] = "application/json"
+        self.session.headers["User-Agent"] = "analysisstore-client"
+        if token:
+            self.session.headers["Authorization"] = f"Bearer {token}"
+
+    def url(self, path: str) -> str:
+        return path if path.startswith(("http://", "https://")) else self.base_url + path.lstrip("/")
+
+    def request(self, method: str, path: str, *, body: Any = None, data: str | bytes | None = None,
+                params: Any = None, timeout: Any = None, stream: bool = False) -> requests.Response:
+        """Send one request; return the response, or raise the matching client error."""
+        headers = {}
+        if body is not None:
+            data = ujson.dumps(body, ensure_ascii=False, reject_bytes=True).encode()
+            headers["Content-Type"] = "application/json"
+        try:
+            response = self.session.request(method, self.url(path), data=data, params=params, headers=headers,
+                                            timeout=timeout or self.timeout, stream=stream)
+        except (requests.ConnectionError, requests.Timeout) as exc:
+            raise ServiceUnreachable(f"no analysisstore service answered at {self.base_url}: {exc}") from exc
+        if response.status_code >= 400:
+            raise error_for_status(response)
+        return response
+
+    def json(self, method: str, path: str, **kwargs: Any) -> Any:
+        response = self.request(method, path, **kwargs)
+        return ujson.loads(response.content) if response.content else None
+
+    def close(self) -> None:
+        self.session.close()

@@ -1,0 +1,274 @@
+"""``AnalysisClient``: what analysis scripts use to record their provenance.
+
+Keeps every member of the 0.x client API (``insert_*``, ``find_*``,
+``find``, ``insert``, the ``*_url`` properties, ``get``/``post``,
+``connection_status``) and talks to the v1 API underneath.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import time as _time
+import uuid as _uuid
+from typing import Any, Iterable, Iterator, Mapping
+
+import requests
+import ujson
+from doct import Document
+
+from ._transport import Transport
+
+__all__ = ["AnalysisClient", "DEFAULT_URL"]
+
+log = logging.getLogger(__name__)
+
+DEFAULT_URL = "http://127.0.0.1:8999"
+_CONFIG_KEYS = {"host", "port", "url", "token", "timeout", "retries", "spool_dir"}
+_DOCUMENT_NAMES = {
+    "analysis_header": "AnalysisHeader",
+    "analysis_tail": "AnalysisTail",
+    "data_reference_header": "DataReferenceHeader",
+    "data_reference": "DataReference",
+}
+_PAGE_SIZE = 5_000
+#: connection_status() answers quickly rather than waiting out retries.
+_PROBE_TIMEOUT = (2.0, 5.0)
+
+
+def _uid_of(doc_or_uid: Any) -> str:
+    """A parent given as a uid or as a document → its uid."""
+    if isinstance(doc_or_uid, Mapping):
+        return str(doc_or_uid["uid"])
+    return str(doc_or_uid)
+
+
+def _plain(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """A document as sent to the service (doct.Document carries a '_name' key of its own)."""
+    return {k: v for k, v in doc.items() if k != "_name"}
+
+
+class AnalysisClient:
+    """Client of one analysisstore service.
+
+    ``config`` is ``{"host": ..., "port": ...}`` as in 0.x, or ``{"url": ...}``;
+    optional ``token``, ``timeout`` (seconds), ``retries``. Without a config
+    the ``ASST_URL`` environment variable, else http://127.0.0.1:8999, is used.
+    """
+
+    def __init__(self, config: Mapping[str, Any] | None = None) -> None:
+        config = dict(config or {})
+        ignored = sorted(set(config) - _CONFIG_KEYS)
+        if ignored:
+            log.debug("ignoring config keys the client does not use: %s", ignored)
+        if config.get("url"):
+            url = str(config["url"])
+        elif "host" in config:
+            url = f"http://{config['host']}:{config.get('port', 8999)}"
+        else:
+            url = os.environ.get("ASST_URL", DEFAULT_URL)
+        parsed = requests.utils.urlparse(url)
+        self.host: str = parsed.hostname or "127.0.0.1"
+        self.port: int = parsed.port or (443 if parsed.scheme == "https" else 80)
+        if config.get("spool_dir"):
+            log.warning("spool_dir is accepted but offline spooling is not available in this version")
+        self._transport = Transport(
+            url,
+            token=config.get("token") or os.environ.get("ASST_TOKEN"),
+            timeout=float(config.get("timeout", 60.0)),
+            retries=int(config.get("retries", 5)),
+        )
+        self._insert_dict = {
+            "analysis_header": self.insert_analysis_header,
+            "analysis_tail": self.insert_analysis_tail,
+            "data_reference_header": self.insert_data_reference_header,
+            "data_reference": self.insert_data_reference,
+            "bulk_data_reference": self.insert_bulk_data_reference,
+        }
+
+    # ---- the 0.x URL properties -------------------------------------------------
+
+    @property
+    def _host_url(self) -> str:
+        return self._transport.base_url
+
+    @property
+    def aheader_url(self) -> str:
+        """URL of the analysis_header collection (legacy face)."""
+        return self._host_url + "analysis_header"
+
+    @property
+    def atail_url(self) -> str:
+        """URL of the analysis_tail collection (legacy face)."""
+        return self._host_url + "analysis_tail"
+
+    @property
+    def dref_header_url(self) -> str:
+        """URL of the data_reference_header collection (legacy face)."""
+        return self._host_url + "data_reference_header"
+
+    @property
+    def dref_url(self) -> str:
+        """URL of the data_reference collection (legacy face)."""
+        return self._host_url + "data_reference"
+
+    def _doc_or_uid_to_uid(self, doc_or_uid: Any) -> str:
+        return _uid_of(doc_or_uid)
+
+    def close(self) -> None:
+        """Close the keep-alive connections."""
+        self._transport.close()
+
+    def __enter__(self) -> "AnalysisClient":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- connection and raw legacy calls ----------------------------------------
+
+    def connection_status(self) -> bool:
+        """True if an analysisstore service answers, False otherwise (never raises for that)."""
+        try:
+            response = requests.get(self._host_url + "is_connected", timeout=_PROBE_TIMEOUT)
+        except requests.RequestException:
+            return False
+        return response.status_code == 200
+
+    def get(self, url: str, query: Mapping[str, Any]) -> Any:
+        """0.x raw GET: ``query`` (``{"signature", "payload"}``) sent as the JSON query string."""
+        return self._transport.json("GET", url, params=ujson.dumps(query))
+
+    def post(self, url: str, params: Mapping[str, Any]) -> Any:
+        """0.x raw POST: ``params`` (``{"signature", "payload"}``) sent as the JSON body."""
+        return self._transport.json("POST", url, data=ujson.dumps(params).encode())
+
+    # ---- writes -------------------------------------------------------------------
+
+    def _insert_one(self, doc_type: str, doc: dict[str, Any]) -> str:
+        doc = {k: v for k, v in doc.items() if v is not None or k not in ("uid", "time")}
+        doc.setdefault("uid", str(_uuid.uuid4()))
+        self._transport.json("POST", f"api/v1/{doc_type}", body=doc)
+        return doc["uid"]
+
+    def insert_analysis_header(self, uid: str | None = None, time: float | None = None,
+                               provenance: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        """Record the start of an analysis; returns its uid (generated if not given)."""
+        return self._insert_one("analysis_header", dict(uid=uid, time=time, provenance=provenance, **kwargs))
+
+    def insert_analysis_tail(self, analysis_header: Any, uid: str | None = None, time: float | None = None,
+                             exit_status: str | None = None, **kwargs: Any) -> str:
+        """Record how an analysis ended (``success``/``fail``/``abort``); finalizes it."""
+        return self._insert_one("analysis_tail", dict(
+            analysis_header=_uid_of(analysis_header), uid=uid, time=time, exit_status=exit_status, **kwargs))
+
+    def insert_data_reference_header(self, analysis_header: Any, uid: str | None = None,
+                                     time: float | None = None, data_keys: Mapping[str, Any] | None = None,
+                                     **kwargs: Any) -> str:
+        """Declare an output stream of an analysis and the keys its records carry."""
+        return self._insert_one("data_reference_header", dict(
+            analysis_header=_uid_of(analysis_header), uid=uid, time=time, data_keys=data_keys, **kwargs))
+
+    def insert_data_reference(self, data_header: Any, uid: str | None = None, time: float | None = None,
+                              data: Mapping[str, Any] | None = None,
+                              timestamps: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
+        """Record one record of a stream (``seq_num`` may be passed as a keyword)."""
+        return self._insert_one("data_reference", dict(
+            data_reference_header=_uid_of(data_header), uid=uid, time=time, data=data,
+            timestamps=timestamps, **kwargs))
+
+    def insert_bulk_data_reference(self, data_header: Any, data: Iterable[Mapping[str, Any]],
+                                   chunk_size: int = 500, **kwargs: Any) -> list[str]:
+        """Record many records of one stream, ``chunk_size`` per request; returns their uids.
+
+        ``data`` is any iterable (a generator is consumed lazily) of records
+        with ``data`` and ``timestamps`` and optionally ``uid``, ``time``,
+        ``seq_num``. A rejected chunk raises; the chunks before it are stored,
+        and re-sending them is harmless.
+        """
+        if kwargs:
+            raise TypeError(f"insert_bulk_data_reference() got unexpected arguments {sorted(kwargs)}")
+        if chunk_size < 1:
+            raise ValueError("chunk_size must be at least 1")
+        stream = _uid_of(data_header)
+        uids: list[str] = []
+        records = iter(data)
+        while chunk := list(itertools.islice(records, chunk_size)):
+            body = [self._record_for(stream, record) for record in chunk]
+            self._transport.json("POST", "api/v1/data_reference", body=body)
+            uids.extend(record["uid"] for record in body)
+        return uids
+
+    @staticmethod
+    def _record_for(stream: str, record: Mapping[str, Any]) -> dict[str, Any]:
+        doc = _plain(record)
+        given = doc.setdefault("data_reference_header", stream)
+        if _uid_of(given) != stream:
+            raise ValueError(f"record {doc.get('uid')!r} names stream {given!r}, not {stream!r}")
+        doc["data_reference_header"] = stream
+        if doc.get("uid") is None:
+            doc["uid"] = str(_uuid.uuid4())
+        if doc.get("time") is None:
+            doc["time"] = _time.time()
+        return doc
+
+    def insert(self, doc_type: str, **kwargs: Any) -> Any:
+        """``insert("analysis_header", uid=..., ...)``: dispatch to the matching ``insert_*``."""
+        try:
+            method = self._insert_dict[doc_type]
+        except KeyError:
+            raise ValueError(f"unknown document type {doc_type!r}; expected one of {sorted(self._insert_dict)}") from None
+        return method(**kwargs)
+
+    def update_analysis_header(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> Any:
+        """Not available yet: the service's update API (with revisions) is still to come."""
+        raise NotImplementedError(
+            "update_analysis_header needs the service's update API (PATCH with revisions), "
+            "which this version does not have yet"
+        )
+
+    def update_analysis_tail(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> Any:
+        """Not available yet: the service's update API (with revisions) is still to come."""
+        raise NotImplementedError(
+            "update_analysis_tail needs the service's update API (PATCH with revisions), "
+            "which this version does not have yet"
+        )
+
+    # ---- reads --------------------------------------------------------------------
+
+    def iter_find(self, doc_type: str, query: Mapping[str, Any] | None = None,
+                  page_size: int = _PAGE_SIZE) -> Iterator[Document]:
+        """Every document of ``doc_type`` matching ``query``, oldest first, fetched page by page."""
+        if doc_type not in _DOCUMENT_NAMES:
+            raise ValueError(f"unknown document type {doc_type!r}; expected one of {sorted(_DOCUMENT_NAMES)}")
+        name = _DOCUMENT_NAMES[doc_type]
+        body: dict[str, Any] = {"filter": dict(query or {}), "limit": page_size}
+        while True:
+            page = self._transport.json("POST", f"api/v1/{doc_type}/search", body=body)
+            for doc in page["items"]:
+                yield Document(name, doc)
+            cursor = page["meta"]["next_cursor"]
+            if not cursor:
+                return
+            body["cursor"] = cursor
+
+    def find(self, doc_type: str, query: Mapping[str, Any] | None = None) -> list[Document]:
+        """Every document of ``doc_type`` matching ``query`` (a dict of field: value or operators)."""
+        return list(self.iter_find(doc_type, query))
+
+    def find_analysis_header(self, **kwargs: Any) -> list[Document]:
+        """Analysis headers matching the keyword filter, e.g. ``uid=...`` or ``project="x"``."""
+        return self.find("analysis_header", kwargs)
+
+    def find_analysis_tail(self, **kwargs: Any) -> list[Document]:
+        """Analysis tails matching the keyword filter, e.g. ``analysis_header=uid``."""
+        return self.find("analysis_tail", kwargs)
+
+    def find_data_reference_header(self, **kwargs: Any) -> list[Document]:
+        """Streams matching the keyword filter, e.g. ``analysis_header=uid``."""
+        return self.find("data_reference_header", kwargs)
+
+    def find_data_reference(self, **kwargs: Any) -> list[Document]:
+        """Records matching the keyword filter, e.g. ``data_reference_header=uid``."""
+        return self.find("data_reference", kwargs)
+

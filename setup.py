@@ -1,0 +1,64 @@
+"""Packaging for analysisstore.
+
+``client/`` and ``schemas/`` live at the top level of the repository (they are
+the contract other projects read first) and are mapped into the package as
+``analysisstore.client`` and ``analysisstore.schemas``.
+"""
+import re
+from pathlib import Path
+
+from setuptools import setup
+
+HERE = Path(__file__).parent
+VERSION = re.search(
+    r'^__version__ = "([^"]+)"', (HERE / "analysisstore" / "_version.py").read_text(), re.M
+).group(1)
+
+INSTALL_REQUIRES = [
+    "tornado>=6.3",
+    "pymongo>=4.13",
+    "jsonschema>=4.18",
+    "requests>=2.31",
+    "urllib3>=2.0",
+    "ujson>=5.8",
+    "doct>=1.1",
+    "platformdirs>=3.0",
+]
+EXTRAS_REQUIRE = {
+    "embedded": ["SecantusDB>=0.7.0b3"],
+    "test": ["pytest>=8.0", "pytest-timeout>=2.2"],
+}
+
+setup(
+    name="analysisstore",
+    version=VERSION,
+    description="A provenance store for scientific data analysis: what each analysis read, ran and produced.",
+    long_description=(HERE / "README.md").read_text(encoding="utf-8"),
+    long_description_content_type="text/markdown",
+    license="BSD-3-Clause",
+    python_requires=">=3.11",
+    packages=[
+        "analysisstore",
+        "analysisstore.handlers",
+        "analysisstore.client",
+        "analysisstore.schemas",
+    ],
+    package_dir={
+        "analysisstore": "analysisstore",
+        "analysisstore.client": "client",
+        "analysisstore.schemas": "schemas",
+    },
+    package_data={
+        "analysisstore": ["py.typed"],
+        "analysisstore.client": ["py.typed"],
+        "analysisstore.schemas": ["*.json"],
+    },
+    install_requires=INSTALL_REQUIRES,
+    extras_require=EXTRAS_REQUIRE,
+    entry_points={"console_scripts": ["analysisstore = analysisstore.cli:main"]},
+    classifiers=[
+        "Programming Language :: Python :: 3.11",
+        "Framework :: Tornado",
+        "Topic :: Scientific/Engineering",
+    ],
+)
