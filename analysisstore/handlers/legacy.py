@@ -11,7 +11,7 @@ from urllib.parse import unquote
 
 import ujson
 
-from ..errors import BadRequest
+from ..errors import BadRequest, ValidationFailed
 from ..ingest import ingest
 from ..queries import check_filter
 from .base import BaseHandler, dumps
@@ -69,9 +69,12 @@ class LegacyHandler(BaseHandler):
         if not isinstance(stream, str):
             raise BadRequest("bulk_data_reference_insert needs data_header: the stream's uid or document")
         records = payload["data_references"]
-        for record in records:
-            if isinstance(record, dict):
-                record.setdefault("data_reference_header", stream)
+        for i, record in enumerate(records):
+            if isinstance(record, dict) and record.setdefault("data_reference_header", stream) != stream:
+                raise ValidationFailed(
+                    f"data_references[{i}] names stream {record['data_reference_header']!r} "
+                    f"but data_header is {stream!r}"
+                )
         return records
 
     def _query_message(self) -> Any:
