@@ -18,6 +18,7 @@ INSTALL_REQUIRES = [
     "tornado>=6.3",
     "pymongo>=4.13",
     "jsonschema>=4.18",
+    "fastjsonschema>=2.19",
     "requests>=2.31",
     "urllib3>=2.0",
     "ujson>=5.8",
@@ -26,7 +27,8 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],
-    "test": ["pytest>=8.0", "pytest-timeout>=2.2"],
+    # NumPy: the README example and the analyses use it; the client itself does not need it.
+    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "numpy>=1.24"],
 }
 
 setup(

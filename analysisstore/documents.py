@@ -1,15 +1,19 @@
 """Validation at the edge: every document is checked here once, then trusted.
 
 ``prepare`` fills the server-side ``time``, rejects field names MongoDB would
-misread, and applies the document type's JSON Schema (compiled once).
+misread, and applies the document type's JSON Schema. Each schema is compiled
+once into Python code by fastjsonschema (about 30x faster than interpreting
+it, which matters for bulk ingest); only a document that fails is re-checked
+with jsonschema, whose error reports name every offending field.
 ``check_record_keys`` holds a record to its stream's declared ``data_keys``.
 """
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
-from jsonschema import Draft202012Validator
+import fastjsonschema
+from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
 from .errors import ValidationFailed
@@ -31,10 +35,24 @@ _DTYPE_CHECKS = {
 
 
 @lru_cache(maxsize=None)
-def _validator(doc_type: str) -> Draft202012Validator:
+def _validator(doc_type: str) -> Draft7Validator:
     schema = load_schema(doc_type)
-    Draft202012Validator.check_schema(schema)
-    return Draft202012Validator(schema)
+    Draft7Validator.check_schema(schema)
+    return Draft7Validator(schema)
+
+
+@lru_cache(maxsize=None)
+def _compiled(doc_type: str) -> Callable[[Any], Any]:
+    return fastjsonschema.compile(load_schema(doc_type))
+
+
+def _schema_problem(doc_type: str, doc: dict[str, Any]) -> str | None:
+    """None if ``doc`` satisfies its schema, else the compiled validator's complaint."""
+    try:
+        _compiled(doc_type)(doc)
+    except fastjsonschema.JsonSchemaException as exc:
+        return str(exc)
+    return None
 
 
 def _json_path(error: Any) -> str:
@@ -84,9 +102,11 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
     if time_filled:
         raw["time"] = now
     _check_field_names(raw)
-    validator = _validator(doc_type)
-    if not validator.is_valid(raw):
-        errors = sorted(validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+    problem = _schema_problem(doc_type, raw)
+    if problem is not None:
+        errors = sorted(_validator(doc_type).iter_errors(raw), key=lambda e: list(e.absolute_path))
+        if not errors:  # the two validators disagree: report what the compiled one saw
+            raise ValidationFailed(f"invalid {doc_type}: {problem}")
         first = best_match(errors)
         details = [{"path": _json_path(e), "message": e.message} for e in errors[:_MAX_DETAILS]]
         raise ValidationFailed(

@@ -17,11 +17,24 @@ from urllib3.util import Retry
 
 from .errors import ServiceUnreachable, error_for_status
 
-__all__ = ["Transport"]
+__all__ = ["Transport", "dumps"]
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05
+
+
+def _to_json_native(obj: Any) -> Any:
+    """NumPy arrays and scalars (anything with ``tolist``) become plain JSON values."""
+    tolist = getattr(obj, "tolist", None)
+    if tolist is None:
+        raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+    return tolist()
+
+
+def dumps(obj: Any) -> bytes:
+    """Encode a request body; analysis scripts may hand in NumPy values directly."""
+    return ujson.dumps(obj, ensure_ascii=False, reject_bytes=True, default=_to_json_native).encode()
 
 
 class Transport:
@@ -64,7 +77,7 @@ class Transport:
         """Send one request; return the response, or raise the matching client error."""
         headers = {}
         if body is not None:
-            data = ujson.dumps(body, ensure_ascii=False, reject_bytes=True).encode()
+            data = dumps(body)
             headers["Content-Type"] = "application/json"
         try:
             response = self.session.request(method, self.url(path), data=data, params=params, headers=headers,

@@ -14,10 +14,9 @@ import uuid as _uuid
 from typing import Any, Iterable, Iterator, Mapping
 
 import requests
-import ujson
 from doct import Document
 
-from ._transport import Transport
+from ._transport import Transport, dumps
 
 __all__ = ["AnalysisClient", "DEFAULT_URL"]
 
@@ -137,11 +136,11 @@ class AnalysisClient:
 
     def get(self, url: str, query: Mapping[str, Any]) -> Any:
         """0.x raw GET: ``query`` (``{"signature", "payload"}``) sent as the JSON query string."""
-        return self._transport.json("GET", url, params=ujson.dumps(query))
+        return self._transport.json("GET", url, params=dumps(query).decode())
 
     def post(self, url: str, params: Mapping[str, Any]) -> Any:
         """0.x raw POST: ``params`` (``{"signature", "payload"}``) sent as the JSON body."""
-        return self._transport.json("POST", url, data=ujson.dumps(params).encode())
+        return self._transport.json("POST", url, data=dumps(params))
 
     # ---- writes -------------------------------------------------------------------
 

@@ -240,3 +240,16 @@ def test_bulk_rejects_records_of_another_stream(client):
         client.insert_bulk_data_reference("s1", [record_doc("s2")])
     with pytest.raises(TypeError, match="unexpected"):
         client.insert_bulk_data_reference("s1", [], colour="red")
+
+
+def test_numpy_values_are_sent_as_plain_json(service, client):
+    """Arrays and NumPy scalars from an analysis can be passed straight in."""
+    np = pytest.importorskip("numpy")
+    h = client.insert_analysis_header(provenance={"params": {"n": np.int64(3), "w": np.float32(0.5)}})
+    s = client.insert_data_reference_header(h, data_keys={"spectrum": {"dtype": "array", "shape": [4]},
+                                                          "peak": {"dtype": "integer"}})
+    client.insert_data_reference(s, data={"spectrum": np.arange(4.0), "peak": np.int64(2)},
+                                 timestamps={"spectrum": 1.0, "peak": 1.0})
+    record, = client.find_data_reference(data_reference_header=s)
+    assert record.data == {"spectrum": [0.0, 1.0, 2.0, 3.0], "peak": 2}
+    assert client.find_analysis_header(uid=h)[0].provenance == {"params": {"n": 3, "w": 0.5}}

@@ -62,3 +62,11 @@ def test_record_values_of_other_dtypes_fail(data):
     """A value not of the declared dtype is refused, naming the key."""
     with pytest.raises(ValidationFailed, match=next(iter(data))):
         check_record_keys({"data": data, "timestamps": {}}, STREAM)
+
+
+@pytest.mark.parametrize("field, value", [("seq_num", True), ("time", False), ("seq_num", 1.5)])
+def test_booleans_are_not_numbers(field, value):
+    """JSON true is not an integer or a number, whatever Python's bool subclassing says."""
+    doc = {"uid": "r", "time": 1.0, "data_reference_header": "s", "data": {}, "timestamps": {}, field: value}
+    with pytest.raises(ValidationFailed, match=field):
+        prepare("data_reference", doc, now=1.0)
