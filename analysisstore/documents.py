@@ -12,16 +12,21 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Any, Callable
 
+import bson
 import fastjsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
-from .errors import ValidationFailed
+from .errors import PayloadTooLarge, ValidationFailed
 from .schemas import DOC_TYPES, load_schema
 
 __all__ = ["prepare", "check_record_keys", "DOC_TYPES"]
 
 _MAX_DETAILS = 10
+#: Deeper documents are refused: nothing scientific nests this far, and MongoDB stops at 100.
+MAX_DEPTH = 64
+#: MongoDB's own limit for one document.
+MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
 _DTYPE_CHECKS = {
     "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
@@ -68,6 +73,8 @@ def _check_field_names(doc: dict[str, Any]) -> None:
     stack: list[tuple[str, Any]] = [("", doc)]
     while stack:
         path, value = stack.pop()
+        if path.count("/") > MAX_DEPTH:
+            raise ValidationFailed(f"document nested deeper than {MAX_DEPTH} levels (at {path[:120]}...)")
         if isinstance(value, dict):
             for key, child in value.items():
                 if not isinstance(key, str) or _bad_key(key):
@@ -112,7 +119,21 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
         raise ValidationFailed(
             f"invalid {doc_type}: {first.message} (at {_json_path(first)})", details
         )
+    _check_storable(doc_type, raw)
     return raw, time_filled
+
+
+def _check_storable(doc_type: str, doc: dict[str, Any]) -> None:
+    """Encode once now, so a value MongoDB cannot hold fails here and not half-way through a bulk."""
+    try:
+        size = len(bson.encode(doc))
+    except (OverflowError, bson.errors.InvalidDocument) as exc:
+        raise ValidationFailed(f"invalid {doc_type}: a value cannot be stored: {exc}") from None
+    if size > MAX_DOCUMENT_BYTES:
+        raise PayloadTooLarge(
+            f"{doc_type} {doc.get('uid')!r} is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte document limit; "
+            "split large arrays into several records"
+        )
 
 
 def check_record_keys(record: dict[str, Any], stream: dict[str, Any]) -> None:

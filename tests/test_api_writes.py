@@ -262,3 +262,29 @@ def test_stream_declares_valid_dtypes_only(service, analysis):
     """A data key with an unknown dtype is refused."""
     stream = stream_doc(analysis["header"]["uid"], data_keys={"x": {"dtype": "float64"}})
     assert_error(post(service, "data_reference_header", stream), 422, contains="float64")
+
+
+def test_integer_too_large_for_mongodb_is_422(service):
+    """An integer beyond 64 bits is refused up front, not a 500."""
+    assert_error(post(service, "analysis_header", header_doc(provenance={"n": 2**70})), 422, contains="8-byte")
+    assert service.count("analysis_header") == 0
+
+
+def test_absurdly_deep_document_is_422(service):
+    """Nesting beyond 64 levels is refused."""
+    deep: dict = {"x": 1}
+    for _ in range(100):
+        deep = {"a": deep}
+    assert_error(post(service, "analysis_header", header_doc(provenance=deep)), 422, contains="deeper")
+
+
+def test_document_over_16mb_is_413_and_bulk_writes_nothing(service, analysis):
+    """A record bigger than MongoDB's document limit rejects its bulk before anything is written."""
+    stream = stream_doc(analysis["header"]["uid"], data_keys={"blob": {"dtype": "string"}})
+    assert post(service, "data_reference_header", stream).status_code == 201
+    small = {"uid": "small", "time": 1.0, "data_reference_header": stream["uid"], "data": {"blob": "x"},
+             "timestamps": {}}
+    huge = dict(small, uid="huge", data={"blob": "x" * (17 * 1024 * 1024)})
+    error = assert_error(post(service, "data_reference", [small, huge]), 413, "PayloadTooLarge", "nothing was written")
+    assert error["details"][0]["uid"] == "huge"
+    assert service.count("data_reference") == 0

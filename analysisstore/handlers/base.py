@@ -131,7 +131,8 @@ class BaseHandler(RequestHandler):
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AnalysisStoreError) and value.status < 500:
-            log.info("%s %s -> %d %s [%s]", self.request.method, self.request.path,
+            # The access log already records the status; the reason is for debugging.
+            log.debug("%s %s -> %d %s [%s]", self.request.method, self.request.path,
                      value.status, value.message, self.request_id)
         elif isinstance(value, (AnalysisStoreError, HTTPError)):
             log.warning("%s %s -> %s [%s]", self.request.method, self.request.path, value, self.request_id)
