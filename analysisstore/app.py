@@ -6,7 +6,7 @@ import logging
 from tornado.web import Application, RequestHandler
 
 from .config import ServiceConfig
-from .handlers import documents, health, legacy
+from .handlers import analyses, documents, health, legacy
 from .handlers.base import NotFoundHandler
 from .store import Store
 
@@ -31,7 +31,8 @@ def _log_request(handler: RequestHandler) -> None:
 
 def make_app(store: Store, config: ServiceConfig) -> Application:
     """The service's application: every module's routes, then a JSON 404 for the rest."""
-    routes = [*documents.routes, *legacy.routes, *health.routes]
+    # analyses first: its PATCH routes refine the generic document routes.
+    routes = [*analyses.routes, *documents.routes, *legacy.routes, *health.routes]
     return Application(
         routes,
         store=store,

@@ -28,3 +28,5 @@ class ServiceConfig:
     query_max_time_ms: int = 10_000
     db_timeout_ms: int = 5_000
     retry_after_seconds: int = 5
+    #: An analysis without a tail older than this is reported as "stale" rather than "running".
+    stale_after_seconds: float = 24 * 3600.0

@@ -100,11 +100,12 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
         raise ValidationFailed(
             f"a {doc_type} must be a JSON object, got {type(raw).__name__}"
         )
-    if "_id" in raw:
-        raise ValidationFailed(
-            "field '_id' is set by the database; identify documents by 'uid'",
-            [{"path": "/_id", "message": "not allowed"}],
-        )
+    for reserved in ("_id", "_revision"):
+        if reserved in raw:
+            raise ValidationFailed(
+                f"field {reserved!r} is kept by the service; identify documents by 'uid'",
+                [{"path": f"/{reserved}", "message": "not allowed"}],
+            )
     time_filled = raw.get("time") is None
     if time_filled:
         raw["time"] = now

@@ -11,6 +11,7 @@ __all__ = [
     "AnalysisStoreError",
     "BadRequest",
     "NotFound",
+    "MethodNotAllowed",
     "Conflict",
     "Finalized",
     "PayloadTooLarge",
@@ -43,6 +44,13 @@ class NotFound(AnalysisStoreError):
 
     status = 404
     type_name = "NotFound"
+
+
+class MethodNotAllowed(AnalysisStoreError):
+    """The route exists but not with this method."""
+
+    status = 405
+    type_name = "MethodNotAllowed"
 
 
 class Conflict(AnalysisStoreError):

@@ -10,7 +10,9 @@ import base64
 import hashlib
 import json
 import re
-from typing import Any, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Callable, Iterable, Mapping
 
 from .errors import BadRequest
 
@@ -19,12 +21,19 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "check_filter",
+    "check_field",
     "parse_lookups",
     "parse_limit",
     "parse_order_by",
     "encode_cursor",
     "decode_cursor",
     "keyset_filter",
+    "get_path",
+    "split_lookup",
+    "LOOKUPS",
+    "PageRequest",
+    "parse_page",
+    "projection",
 ]
 
 DEFAULT_LIMIT = 100
@@ -42,16 +51,14 @@ _LOGICAL = frozenset({"$and", "$or"})
 _LIST_OPERATORS = frozenset({"$in", "$nin", "$all"})
 
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-#: Fields every document has: the only ones keyset paging sorts on for now.
-SORTABLE_FIELDS = ("time", "uid")
-RESERVED_PARAMS = frozenset({"limit", "order_by", "cursor"})
+#: Query-string parameters that shape the page rather than filter it.
+RESERVED_PARAMS = frozenset({"limit", "order_by", "cursor", "offset", "include_count", "latest", "fields"})
 
 
-def _check_field(name: Any) -> str:
-    if not isinstance(name, str) or not _FIELD_RE.match(name) or "__" in name:
+def check_field(name: Any) -> str:
+    if not isinstance(name, str) or not _FIELD_RE.match(name):
         raise BadRequest(
-            f"invalid field name {name!r}: use letters, digits and '_' with dotted paths "
-            "(operators such as field__gt are not supported yet)"
+            f"invalid field name {name!r}: use letters, digits and '_' with dotted paths"
         )
     return name
 
@@ -67,7 +74,7 @@ def _check_value(value: Any, depth: int) -> None:
             if isinstance(key, str) and key.startswith("$"):
                 _check_operator(key, child, depth + 1)
             else:
-                _check_field(key)
+                check_field(key)
                 _check_value(child, depth + 1)
     elif isinstance(value, list):
         if len(value) > MAX_IN_VALUES:
@@ -116,7 +123,7 @@ def _check_filter(filt: Any, depth: int) -> None:
                 )
             _check_operator(key, value, depth + 1)
         else:
-            _check_field(key)
+            check_field(key)
             _check_value(value, depth + 1)
 
 
@@ -126,34 +133,131 @@ def check_filter(filt: Any) -> dict[str, Any]:
     return filt
 
 
-def _typed_alternatives(text: str) -> Any:
-    """A query-string value as itself and as the JSON scalar it spells, when it spells one.
+_ISO_RE = re.compile(
+    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
+)
+MAX_PATTERN = 256
 
-    ``seq_num=3`` must find the integer 3 and ``uid=3`` the string "3"; until
-    the typed query language lands, both are matched.
-    """
+
+def _scalar(text: str) -> Any:
+    """A query-string value as the JSON scalar it spells, an ISO-8601 time as epoch seconds, else text."""
     if len(text) > MAX_STRING_VALUE:
         raise BadRequest(f"query value longer than {MAX_STRING_VALUE} characters")
+    if _ISO_RE.match(text):
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        if moment.tzinfo is None:  # times without an offset are UTC
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
     try:
         parsed = json.loads(text)
     except ValueError:
         return text
     if isinstance(parsed, (bool, int, float)) or parsed is None:
-        return {"$in": [text, parsed]}
+        return parsed
     return text
 
 
-def parse_lookups(args: Mapping[str, list[str]]) -> dict[str, Any]:
-    """Query-string arguments (``field=value``, dotted paths allowed) → an exact-match filter."""
-    filt: dict[str, Any] = {}
+def _either(text: str) -> list[Any]:
+    """Match the text itself and what it spells: ``uid=3`` finds "3", ``seq_num=3`` finds 3."""
+    value = _scalar(text)
+    return [text] if value == text and isinstance(value, str) else [text, value]
+
+
+def _items(text: str) -> list[str]:
+    items = [item for item in text.split(",") if item != ""]
+    if not items:
+        raise BadRequest("a list lookup needs at least one value, comma separated")
+    if len(items) > MAX_IN_VALUES:
+        raise BadRequest(f"more than {MAX_IN_VALUES} values in one lookup")
+    return items
+
+
+def _flag(text: str, op: str) -> bool:
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise BadRequest(f"{op} takes true or false, got {text!r}")
+
+
+def _pattern(text: str, op: str) -> str:
+    if not text or len(text) > MAX_PATTERN:
+        raise BadRequest(f"{op} takes 1 to {MAX_PATTERN} characters")
+    return re.escape(text)
+
+
+def _range(text: str) -> dict[str, Any]:
+    parts = text.split(",")
+    if len(parts) != 2 or not all(parts):
+        raise BadRequest(f"range takes two comma-separated bounds, got {text!r}")
+    return {"$gte": _scalar(parts[0]), "$lte": _scalar(parts[1])}
+
+
+def _exact(text: str) -> Any:
+    values = _either(text)
+    return values[0] if len(values) == 1 else {"$in": values}
+
+
+#: Each lookup operator: query-string text -> MongoDB condition on the field.
+LOOKUPS: dict[str, Callable[[str], Any]] = {
+    "exact": _exact,
+    "ne": lambda t: {"$nin": _either(t)},
+    "gt": lambda t: {"$gt": _scalar(t)},
+    "gte": lambda t: {"$gte": _scalar(t)},
+    "lt": lambda t: {"$lt": _scalar(t)},
+    "lte": lambda t: {"$lte": _scalar(t)},
+    "range": _range,
+    "in": lambda t: {"$in": [v for item in _items(t) for v in _either(item)]},
+    "nin": lambda t: {"$nin": [v for item in _items(t) for v in _either(item)]},
+    "contains": lambda t: {"$all": [_scalar(item) for item in _items(t)]},
+    "overlap": lambda t: {"$in": [_scalar(item) for item in _items(t)]},
+    "isnull": lambda t: {"$eq": None} if _flag(t, "isnull") else {"$ne": None},
+    "exists": lambda t: {"$exists": _flag(t, "exists")},
+    "startswith": lambda t: {"$regex": "^" + _pattern(t, "startswith")},
+    "icontains": lambda t: {"$regex": _pattern(t, "icontains"), "$options": "i"},
+}
+
+
+def split_lookup(name: str) -> tuple[str, str]:
+    """``"time__gte"`` → ``("time", "gte")``; a bare field is ``exact``."""
+    field, sep, op = name.rpartition("__")
+    if not sep:
+        field, op = name, "exact"
+    if op not in LOOKUPS:
+        raise BadRequest(f"unknown lookup operator {op!r} in {name!r}; known: {', '.join(LOOKUPS)}")
+    return check_field(field), op
+
+
+def parse_lookups(args: Mapping[str, list[str]], reserved: Iterable[str] = ()) -> dict[str, Any]:
+    """Query-string lookups (``field=value``, ``field__op=value``, dotted paths) → a MongoDB filter."""
+    skip = RESERVED_PARAMS | set(reserved)
+    clauses: list[dict[str, Any]] = []
     for name, values in args.items():
-        if name in RESERVED_PARAMS:
+        if name in skip:
             continue
-        _check_field(name)
+        field, op = split_lookup(name)
         if len(values) != 1:
             raise BadRequest(f"query parameter {name!r} given {len(values)} times")
-        filt[name] = _typed_alternatives(values[0])
-    return filt
+        clauses.append({field: LOOKUPS[op](values[0])})
+    return _merge(clauses)
+
+
+def _merge(clauses: list[dict[str, Any]]) -> dict[str, Any]:
+    """One filter: operator conditions on one field merge; anything that would clash goes to $and."""
+    merged: dict[str, Any] = {}
+    extra: list[dict[str, Any]] = []
+    for clause in clauses:
+        (field, cond), = clause.items()
+        if field not in merged:
+            merged[field] = cond
+        elif (isinstance(cond, dict) and isinstance(merged[field], dict)
+              and not set(cond) & set(merged[field]) and "$regex" not in cond and "$regex" not in merged[field]):
+            merged[field] = {**merged[field], **cond}
+        else:
+            extra.append(clause)
+    if extra:
+        return {"$and": [merged, *extra]}
+    return merged
 
 
 def parse_limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
@@ -182,17 +286,25 @@ def parse_order_by(spec: str | Iterable[str] | None) -> list[tuple[str, int]]:
     sort: list[tuple[str, int]] = []
     for key in keys:
         direction = -1 if key.startswith("-") else 1
-        field = key.lstrip("-+")
-        if field not in SORTABLE_FIELDS:
-            raise BadRequest(
-                f"cannot order by {field!r}; sortable fields: {', '.join(SORTABLE_FIELDS)}"
-            )
+        field = check_field(key[1:] if key[:1] in "-+" else key)
         if field in (f for f, _ in sort):
             raise BadRequest(f"order_by names {field!r} twice")
         sort.append((field, direction))
+    if len(sort) > 4:
+        raise BadRequest("order_by takes at most 4 fields")
     if "uid" not in (f for f, _ in sort):
         sort.append(("uid", sort[0][1]))
     return sort
+
+
+def get_path(doc: Mapping[str, Any], path: str) -> Any:
+    """The value at a dotted path, or None when any step is missing (as MongoDB sorts it)."""
+    value: Any = doc
+    for step in path.split("."):
+        if not isinstance(value, Mapping):
+            return None
+        value = value.get(step)
+    return value
 
 
 def _fingerprint(filt: dict[str, Any], sort: list[tuple[str, int]]) -> str:
@@ -202,7 +314,7 @@ def _fingerprint(filt: dict[str, Any], sort: list[tuple[str, int]]) -> str:
 
 def encode_cursor(last: Mapping[str, Any], filt: dict[str, Any], sort: list[tuple[str, int]]) -> str:
     """An opaque token naming the position after ``last``, bound to this filter and sort."""
-    token = {"v": [last.get(field) for field, _ in sort], "f": _fingerprint(filt, sort)}
+    token = {"v": [get_path(last, field) for field, _ in sort], "f": _fingerprint(filt, sort)}
     raw = json.dumps(token, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
@@ -220,11 +332,107 @@ def decode_cursor(token: str, filt: dict[str, Any], sort: list[tuple[str, int]])
     return values
 
 
+#: Every document has these, so paging on them needs no null handling.
+_ALWAYS_PRESENT = frozenset({"uid", "time"})
+
+
+def _after(field: str, value: Any, direction: int) -> dict[str, Any] | None:
+    """Documents whose ``field`` sorts strictly after ``value``; null/missing sort lowest."""
+    if field in _ALWAYS_PRESENT:
+        return {field: {"$gt" if direction > 0 else "$lt": value}}
+    if value is None:
+        return {field: {"$ne": None}} if direction > 0 else None
+    if direction > 0:
+        return {field: {"$gt": value}}
+    return {"$or": [{field: {"$lt": value}}, {field: None}]}
+
+
 def keyset_filter(values: list[Any], sort: list[tuple[str, int]]) -> dict[str, Any]:
     """The documents strictly after ``values`` in ``sort`` order."""
     clauses = []
     for i, (field, direction) in enumerate(sort):
-        clause = {f: values[j] for j, (f, _) in enumerate(sort[:i])}
-        clause[field] = {"$gt" if direction > 0 else "$lt": values[i]}
-        clauses.append(clause)
-    return {"$or": clauses}
+        after = _after(field, values[i], direction)
+        if after is None:
+            continue
+        equal = [{f: values[j]} for j, (f, _) in enumerate(sort[:i])]
+        clauses.append({"$and": [*equal, after]} if equal else after)
+    return {"$or": clauses} if clauses else {"uid": {"$in": []}}
+
+
+MAX_OFFSET = 100_000
+
+
+@dataclass
+class PageRequest:
+    """What one listing or search asks for, checked and typed."""
+
+    filter: dict[str, Any]
+    sort: list[tuple[str, int]]
+    limit: int
+    limit_given: bool = False
+    cursor: str | None = None
+    offset: int = 0
+    include_count: bool = False
+    latest: str | None = None
+    fields: list[str] | None = None
+    status: str | None = None
+
+
+def _bool_param(value: Any, name: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        return _flag(value, name)
+    raise BadRequest(f"{name} takes true or false")
+
+
+def _fields_param(value: Any) -> list[str]:
+    names = value.split(",") if isinstance(value, str) else value
+    if not isinstance(names, list) or not names or not all(isinstance(n, str) and n for n in names):
+        raise BadRequest("fields takes a list of field names (comma separated in a query string)")
+    if len(names) > 100:
+        raise BadRequest("fields takes at most 100 names")
+    return [check_field(n) for n in names]
+
+
+def parse_page(filt: dict[str, Any], params: Mapping[str, Any]) -> PageRequest:
+    """Paging parameters from a query string (text) or a search body (typed) → a PageRequest."""
+    page = PageRequest(filter=filt, sort=parse_order_by(params.get("order_by")),
+                       limit=parse_limit(params.get("limit")), limit_given=params.get("limit") is not None)
+    cursor = params.get("cursor")
+    if cursor is not None and not isinstance(cursor, str):
+        raise BadRequest("cursor must be the string returned as meta.next_cursor")
+    page.cursor = cursor
+    if params.get("offset") is not None:
+        try:
+            page.offset = int(params["offset"])
+        except (TypeError, ValueError):
+            raise BadRequest(f"offset must be an integer, got {params['offset']!r}") from None
+        if isinstance(params["offset"], bool) or not 0 <= page.offset <= MAX_OFFSET:
+            raise BadRequest(f"offset must be between 0 and {MAX_OFFSET}; page further with cursor")
+        if cursor is not None:
+            raise BadRequest("give either offset or cursor, not both")
+    if params.get("include_count") is not None:
+        page.include_count = _bool_param(params["include_count"], "include_count")
+    if params.get("latest") is not None:
+        if not isinstance(params["latest"], str):
+            raise BadRequest("latest takes a field name")
+        page.latest = check_field(params["latest"])
+        if cursor is not None or page.offset:
+            raise BadRequest("latest returns one page; it cannot be combined with cursor or offset")
+    if params.get("fields") is not None:
+        page.fields = _fields_param(params["fields"])
+    return page
+
+
+def projection(page: PageRequest) -> dict[str, Any]:
+    """Fields to return: all, or the requested ones plus uid and the sort keys (needed for paging)."""
+    if page.fields is None:
+        return {"_id": 0}
+    keep = dict.fromkeys([*page.fields, "uid", *(field for field, _ in page.sort)], 1)
+    # A parent path already covers its children; MongoDB refuses both at once.
+    names = sorted(keep)
+    for name in names:
+        if any(name.startswith(other + ".") for other in names if other != name):
+            keep.pop(name, None)
+    return {"_id": 0, **keep}

@@ -8,13 +8,15 @@ analysis, nothing new after the tail. Database failures surface as
 from __future__ import annotations
 
 import logging
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator, Iterator
 
 from pymongo import ASCENDING, AsyncMongoClient, IndexModel
-from pymongo.errors import BulkWriteError, ConnectionFailure, ExecutionTimeout
+from pymongo.errors import BulkWriteError, ConnectionFailure, DuplicateKeyError, ExecutionTimeout
 
+from .changes import REVISION_FIELD, Changes
 from .documents import check_record_keys
 from .errors import (
     AnalysisStoreError,
@@ -27,10 +29,12 @@ from .errors import (
 )
 from .schemas import DOC_TYPES, PARENT_FIELD
 
-__all__ = ["Store", "ItemResult", "INSERTED", "ALREADY_STORED"]
+__all__ = ["Store", "ItemResult", "INSERTED", "ALREADY_STORED", "STATUSES", "derive_status"]
 
 log = logging.getLogger(__name__)
 
+EXIT_STATUSES = ("success", "fail", "abort")
+STATUSES = ("running", *EXIT_STATUSES, "stale")
 INSERTED = "inserted"
 ALREADY_STORED = "already stored"
 _DUPLICATE_KEY = 11000
@@ -90,7 +94,7 @@ def _database_errors() -> Iterator[None]:
 
 def _same_content(stored: dict[str, Any], incoming: dict[str, Any], time_filled: bool) -> bool:
     """Is ``incoming`` a re-send of ``stored``? A server-filled time is not part of the content."""
-    stored = {k: v for k, v in stored.items() if k != "_id"}
+    stored = {k: v for k, v in stored.items() if k not in ("_id", REVISION_FIELD)}
     incoming = {k: v for k, v in incoming.items() if k != "_id"}
     if time_filled:
         stored.pop("time", None)
@@ -134,6 +138,9 @@ class Store:
                     *_INDEXES[doc_type],
                 ]
                 await self.db[doc_type].create_indexes(models)
+            await self.db.revisions.create_index(
+                [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
+            )
         log.info("indexes ensured on database %r", self.db.name)
 
     # ---- writes -------------------------------------------------------------
@@ -304,27 +311,66 @@ class Store:
         filt: dict[str, Any],
         sort: list[tuple[str, int]],
         limit: int,
+        offset: int = 0,
+        projection: dict[str, Any] | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Up to ``limit`` matches in ``sort`` order, and whether more follow."""
+        """Up to ``limit`` matches in ``sort`` order (after skipping ``offset``), and whether more follow."""
         with _database_errors():
             cursor = (
                 self.db[doc_type]
-                .find(filt, {"_id": 0}, max_time_ms=self.max_time_ms)
+                .find(filt, projection or {"_id": 0}, max_time_ms=self.max_time_ms)
                 .sort(sort)
+                .skip(offset)
                 .limit(limit + 1)
             )
             docs = await cursor.to_list()
         return docs[:limit], len(docs) > limit
 
+    async def count(self, doc_type: str, filt: dict[str, Any]) -> int:
+        """Exact number of matches."""
+        with _database_errors():
+            return await self.db[doc_type].count_documents(filt, maxTimeMS=self.max_time_ms)
+
+    async def latest_page(
+        self,
+        doc_type: str,
+        filt: dict[str, Any],
+        field: str,
+        sort: list[tuple[str, int]],
+        limit: int,
+        projection: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The newest document for each distinct value of ``field`` (missing and null form one group)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": filt},
+            {"$sort": {"time": -1, "uid": -1}},
+            {"$group": {"_id": f"${field}", "doc": {"$first": "$$ROOT"}}},
+            {"$replaceRoot": {"newRoot": "$doc"}},
+            {"$sort": dict(sort)},
+            {"$limit": limit + 1},
+            {"$project": projection or {"_id": 0}},
+        ]
+        with _database_errors():
+            cursor = await self.db[doc_type].aggregate(pipeline, maxTimeMS=self.max_time_ms)
+            docs = await cursor.to_list()
+        return docs[:limit], len(docs) > limit
+
     async def iter_find(
-        self, doc_type: str, filt: dict[str, Any], sort: list[tuple[str, int]], batch_size: int = 1_000
+        self,
+        doc_type: str,
+        filt: dict[str, Any],
+        sort: list[tuple[str, int]],
+        batch_size: int = 1_000,
+        projection: dict[str, Any] | None = None,
+        limit: int = 0,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every match, in batches, holding one batch in memory at a time."""
+        """Every match (or the first ``limit``), in batches, holding one batch in memory at a time."""
         with _database_errors():
             cursor = (
                 self.db[doc_type]
-                .find(filt, {"_id": 0}, max_time_ms=self.max_time_ms, batch_size=batch_size)
+                .find(filt, projection or {"_id": 0}, max_time_ms=self.max_time_ms, batch_size=batch_size)
                 .sort(sort)
+                .limit(limit)
             )
             try:
                 batch: list[dict[str, Any]] = []
@@ -337,3 +383,87 @@ class Store:
                     yield batch
             finally:
                 await cursor.close()
+
+    # ---- derived status and the analysis view ---------------------------------
+
+    async def status_filter(self, status: str, stale_after: float) -> dict[str, Any]:
+        """A filter on analysis_header selecting analyses with the derived ``status``."""
+        with _database_errors():
+            if status in EXIT_STATUSES:
+                uids = await self.db.analysis_tail.distinct("analysis_header", {"exit_status": status})
+                return {"uid": {"$in": uids}}
+            if status in ("running", "stale"):
+                finished = await self.db.analysis_tail.distinct("analysis_header", {})
+                cutoff = time.time() - stale_after
+                age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
+                return {"uid": {"$nin": finished}, "time": age}
+        raise BadRequest(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+
+    async def analysis(self, uid: str, stale_after: float) -> dict[str, Any]:
+        """One analysis whole: header, streams with record counts, tail, derived status."""
+        header = await self.get("analysis_header", uid)
+        with _database_errors():
+            tail = await self.db.analysis_tail.find_one({"analysis_header": uid}, {"_id": 0},
+                                                        max_time_ms=self.max_time_ms)
+            streams = await (
+                self.db.data_reference_header.find({"analysis_header": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+                .sort([("time", ASCENDING), ("uid", ASCENDING)])
+                .to_list()
+            )
+            counts: dict[str, int] = {}
+            if streams:
+                cursor = await self.db.data_reference.aggregate([
+                    {"$match": {"data_reference_header": {"$in": [s["uid"] for s in streams]}}},
+                    {"$group": {"_id": "$data_reference_header", "n": {"$sum": 1}}},
+                ], maxTimeMS=self.max_time_ms)
+                counts = {row["_id"]: row["n"] async for row in cursor}
+        for stream in streams:
+            stream["record_count"] = counts.get(stream["uid"], 0)
+        return {"header": header, "streams": streams, "tail": tail,
+                "status": derive_status(header, tail, stale_after)}
+
+    # ---- updates with revisions -------------------------------------------------
+
+    async def update(self, doc_type: str, uid: str, changes: "Changes", request_id: str) -> dict[str, Any]:
+        """Apply ``changes`` to a header or tail, keeping the previous version as a revision."""
+        with _database_errors():
+            stored = await self.db[doc_type].find_one({"uid": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+            if stored is None:
+                raise NotFound(f"no {doc_type} with uid {uid!r}")
+            header_uid = uid if doc_type == "analysis_header" else stored["analysis_header"]
+            finalized = doc_type == "analysis_tail" or bool(await self._finalized_headers({header_uid}))
+            changes.check_allowed(doc_type, finalized, header_uid)
+            updated = changes.apply(stored)
+            revision = stored.get(REVISION_FIELD, 0)
+            try:
+                await self.db.revisions.insert_one({
+                    "doc_type": doc_type, "uid": uid, "revision": revision, "document": stored,
+                    "replaced_at": time.time(), "request_id": request_id,
+                })
+            except DuplicateKeyError:
+                raise Conflict(f"{doc_type} {uid!r} is being updated by another request; retry") from None
+            current = {"uid": uid, REVISION_FIELD: revision if revision else {"$exists": False}}
+            update: dict[str, Any] = {"$set": {**changes.set, REVISION_FIELD: revision + 1}}
+            if changes.unset:
+                update["$unset"] = dict.fromkeys(changes.unset, "")
+            result = await self.db[doc_type].update_one(current, update)
+            if result.matched_count != 1:
+                await self.db.revisions.delete_one({"doc_type": doc_type, "uid": uid, "revision": revision})
+                raise Conflict(f"{doc_type} {uid!r} changed while updating; retry")
+        updated[REVISION_FIELD] = revision + 1
+        return updated
+
+    async def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
+        """Every earlier version of a document, oldest first."""
+        await self.get(doc_type, uid)
+        with _database_errors():
+            cursor = self.db.revisions.find({"doc_type": doc_type, "uid": uid},
+                                            {"_id": 0, "doc_type": 0}, max_time_ms=self.max_time_ms)
+            return await cursor.sort("revision", ASCENDING).to_list()
+
+
+def derive_status(header: dict[str, Any], tail: dict[str, Any] | None, stale_after: float) -> str:
+    """running / success / fail / abort / stale (no tail and older than ``stale_after`` seconds)."""
+    if tail is not None:
+        return tail["exit_status"]
+    return "stale" if header["time"] <= time.time() - stale_after else "running"

@@ -1,31 +1,86 @@
-"""v1 REST endpoints for the four document types: write, get by uid, list and search."""
+"""v1 REST endpoints for the four document types: write, get by uid, list, search, stream."""
 from __future__ import annotations
 
 from typing import Any
 from urllib.parse import urlencode
 
-from ..errors import BadRequest
+from ..changes import Changes
+from ..errors import BadRequest, MethodNotAllowed
 from ..ingest import ingest
 from ..queries import (
+    PageRequest,
     check_filter,
     decode_cursor,
     encode_cursor,
     keyset_filter,
-    parse_limit,
     parse_lookups,
-    parse_order_by,
+    parse_page,
+    projection,
 )
 from ..schemas import DOC_TYPES
-from .base import BaseHandler
+from .base import BaseHandler, dumps
 
-__all__ = ["routes"]
+__all__ = ["routes", "DOC_TYPE_PATTERN", "NDJSON"]
 
-_DOC_TYPE = "(" + "|".join(DOC_TYPES) + ")"
-_SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor"})
+DOC_TYPE_PATTERN = "(" + "|".join(DOC_TYPES) + ")"
+NDJSON = "application/x-ndjson"
+UPDATABLE = ("analysis_header", "analysis_tail")
+_SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor", "offset", "include_count", "latest",
+                          "fields", "status"})
 
 
-class DocumentCollectionHandler(BaseHandler):
-    """``POST /api/v1/{doc_type}`` (one document or a JSON array) and ``GET`` (exact-match listing)."""
+class PagingHandler(BaseHandler):
+    """Answers a PageRequest as one page in the envelope, or as an NDJSON stream of every match."""
+
+    async def respond(self, doc_type: str, page: PageRequest, link_args: dict[str, str] | None = None) -> None:
+        if page.status is not None:
+            if doc_type != "analysis_header":
+                raise BadRequest("status filters analysis_header only")
+            status = await self.store.status_filter(page.status, self.config.stale_after_seconds)
+            page.filter = {"$and": [page.filter, status]} if page.filter else status
+        query = page.filter
+        if page.cursor is not None:
+            after = keyset_filter(decode_cursor(page.cursor, page.filter, page.sort), page.sort)
+            query = {"$and": [page.filter, after]} if page.filter else after
+        if NDJSON in self.request.headers.get("Accept", ""):
+            await self.stream(doc_type, query, page)
+            return
+        if page.latest is not None:
+            docs, has_more = await self.store.latest_page(doc_type, query, page.latest, page.sort, page.limit,
+                                                          projection(page))
+        else:
+            docs, has_more = await self.store.find_page(doc_type, query, page.sort, page.limit, page.offset,
+                                                        projection(page))
+        pageable = has_more and docs and page.latest is None
+        next_cursor = encode_cursor(docs[-1], page.filter, page.sort) if pageable else None
+        meta: dict[str, Any] = {
+            "limit": page.limit,
+            "order_by": [("-" if d < 0 else "") + f for f, d in page.sort],
+            "next_cursor": next_cursor,
+            "has_more": has_more,
+        }
+        if page.include_count:
+            meta["count"] = await self.store.count(doc_type, page.filter)
+        if next_cursor and link_args is not None:
+            link = f"{self.request.path}?{urlencode({**link_args, 'cursor': next_cursor})}"
+            self.set_header("Link", f'<{link}>; rel="next"')
+        self.write_json({"items": docs, "meta": meta})
+
+    async def stream(self, doc_type: str, query: dict[str, Any], page: PageRequest) -> None:
+        """Every match, one JSON document a line, flushed batch by batch (constant server memory)."""
+        if page.latest is not None or page.offset:
+            raise BadRequest("NDJSON streams every match; latest and offset do not apply")
+        self.set_header("Content-Type", f"{NDJSON}; charset=UTF-8")
+        limit = page.limit if page.limit_given else 0
+        async for batch in self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
+                                                limit=limit):
+            self.write("".join(dumps(doc) + "\n" for doc in batch))
+            await self.flush()
+        self.finish()
+
+
+class DocumentCollectionHandler(PagingHandler):
+    """``POST /api/v1/{doc_type}`` (one document or a JSON array) and ``GET`` (lookups, paging)."""
 
     async def post(self, doc_type: str) -> None:
         body = self.json_body()
@@ -40,77 +95,59 @@ class DocumentCollectionHandler(BaseHandler):
             })
             return
         item = outcome.items[0]
-        created = item.result == "inserted"
         self.set_header("Location", f"/api/v1/{doc_type}/{item.uid}")
         self.write_json({"uid": item.uid, "result": item.result, "time": body["time"]},
-                        status=201 if created else 200)
+                        status=201 if item.result == "inserted" else 200)
 
     async def get(self, doc_type: str) -> None:
         args = {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in self.request.query_arguments.items()}
-        filt = parse_lookups(args)
-        await self.write_page(doc_type, filt, self.get_query_argument("order_by", None),
-                              self.get_query_argument("limit", None), self.get_query_argument("cursor", None),
-                              link_args={k: v[0] for k, v in args.items() if k != "cursor"})
-
-    async def write_page(
-        self,
-        doc_type: str,
-        filt: dict[str, Any],
-        order_by: Any,
-        limit_arg: Any,
-        cursor: Any,
-        link_args: dict[str, str] | None = None,
-    ) -> None:
-        sort = parse_order_by(order_by)
-        limit = parse_limit(limit_arg)
-        query = filt
-        if cursor is not None:
-            if not isinstance(cursor, str):
-                raise BadRequest("cursor must be the string returned as meta.next_cursor")
-            after = decode_cursor(cursor, filt, sort)
-            query = {"$and": [filt, keyset_filter(after, sort)]} if filt else keyset_filter(after, sort)
-        docs, has_more = await self.store.find_page(doc_type, query, sort, limit)
-        next_cursor = encode_cursor(docs[-1], filt, sort) if has_more and docs else None
-        if next_cursor and link_args is not None:
-            link = f"{self.request.path}?{urlencode({**link_args, 'cursor': next_cursor})}"
-            self.set_header("Link", f'<{link}>; rel="next"')
-        self.write_json({
-            "items": docs,
-            "meta": {
-                "limit": limit,
-                "order_by": [("-" if d < 0 else "") + f for f, d in sort],
-                "next_cursor": next_cursor,
-                "has_more": has_more,
-            },
-        })
+        for name, values in args.items():
+            if name in ("limit", "order_by", "cursor", "offset", "include_count", "latest", "fields", "status") \
+                    and len(values) != 1:
+                raise BadRequest(f"query parameter {name!r} given {len(values)} times")
+        params = {k: v[0] for k, v in args.items()}
+        page = parse_page(parse_lookups(args, reserved=("status",)), params)
+        page.status = params.get("status")
+        await self.respond(doc_type, page, link_args={k: v for k, v in params.items() if k != "cursor"})
 
 
-class SearchHandler(DocumentCollectionHandler):
-    """``POST /api/v1/{doc_type}/search`` with ``{"filter", "order_by", "limit", "cursor"}``."""
+class SearchHandler(PagingHandler):
+    """``POST /api/v1/{doc_type}/search`` with a JSON filter and the same paging as GET."""
 
-    async def post(self, doc_type: str) -> None:  # type: ignore[override]
+    async def post(self, doc_type: str) -> None:
         body = self.json_body()
         if not isinstance(body, dict):
             raise BadRequest("search body must be a JSON object")
         unknown = sorted(set(body) - _SEARCH_KEYS)
         if unknown:
             raise BadRequest(f"unknown search keys {unknown}; allowed: {sorted(_SEARCH_KEYS)}")
-        filt = check_filter(body.get("filter", {}))
-        await self.write_page(doc_type, filt, body.get("order_by"), body.get("limit"), body.get("cursor"))
+        page = parse_page(check_filter(body.get("filter", {})), body)
+        status = body.get("status")
+        if status is not None and not isinstance(status, str):
+            raise BadRequest("status takes one of running, success, fail, abort, stale")
+        page.status = status
+        await self.respond(doc_type, page)
 
-    async def get(self, doc_type: str) -> None:  # type: ignore[override]
+    async def get(self, doc_type: str) -> None:
         raise BadRequest(f"search takes a POST with a JSON body; use GET /api/v1/{doc_type}?field=value to list")
 
 
 class DocumentHandler(BaseHandler):
-    """``GET /api/v1/{doc_type}/{uid}``."""
+    """``GET /api/v1/{doc_type}/{uid}``; ``PATCH`` for headers and tails (``{"$set": ..., "$unset": [...]}``)."""
 
     async def get(self, doc_type: str, uid: str) -> None:
         self.write_json(await self.store.get(doc_type, uid))
 
+    async def patch(self, doc_type: str, uid: str) -> None:
+        if doc_type not in UPDATABLE:
+            raise MethodNotAllowed(f"{doc_type} documents are immutable; only analysis_header and "
+                                   "analysis_tail can be updated")
+        changes = Changes.parse(self.json_body())
+        self.write_json(await self.store.update(doc_type, uid, changes, self.request_id))
+
 
 routes = [
-    (rf"/api/v1/{_DOC_TYPE}", DocumentCollectionHandler),
-    (rf"/api/v1/{_DOC_TYPE}/search", SearchHandler),
-    (rf"/api/v1/{_DOC_TYPE}/([^/]+)", DocumentHandler),
+    (rf"/api/v1/{DOC_TYPE_PATTERN}", DocumentCollectionHandler),
+    (rf"/api/v1/{DOC_TYPE_PATTERN}/search", SearchHandler),
+    (rf"/api/v1/{DOC_TYPE_PATTERN}/([^/]+)", DocumentHandler),
 ]
