@@ -1,0 +1,63 @@
+"""NDJSON streaming of 200 000 records keeps the service's memory flat."""
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+
+from test_serve import Serve
+
+pytestmark = pytest.mark.subprocess
+
+RECORDS = 200_000
+MIB = 1024 * 1024
+
+
+def _memory(pid: int) -> dict[str, int]:
+    """Resident and peak-resident memory of a process, in bytes (Linux /proc)."""
+    fields = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        key, _, value = line.partition(":")
+        if key in ("VmRSS", "VmHWM"):
+            fields[key] = int(value.split()[0]) * 1024
+    return fields
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to read memory")
+def test_ndjson_of_200k_records_streams_in_constant_memory(mongo_uri, mongo):
+    """Server peak memory grows by less than 64 MiB while streaming every one of 200 000 records."""
+    name = f"asst_stream_{uuid.uuid4().hex[:10]}"
+    db = mongo[name]
+    stream = "stream-1"
+    db.analysis_header.insert_one({"uid": "h", "time": 1.0, "provenance": {}})
+    db.data_reference_header.insert_one({"uid": stream, "time": 1.0, "analysis_header": "h",
+                                         "data_keys": {"v": {"dtype": "number"}}})
+    batch = []
+    for i in range(RECORDS):
+        batch.append({"uid": f"r{i:07d}", "time": 2.0 + i, "seq_num": i, "data_reference_header": stream,
+                      "data": {"v": i * 0.5}, "timestamps": {"v": 2.0 + i}})
+        if len(batch) == 20_000:
+            db.data_reference.insert_many(batch, ordered=False)
+            batch = []
+    server = Serve("--mongo-uri", mongo_uri, "--database", name, "--log-level", "WARNING")
+    try:
+        server.wait_ready()
+        requests.get(f"{server.url}/api/v1/data_reference", params={"limit": 10}).raise_for_status()
+        before = _memory(server.process.pid)["VmRSS"]
+        response = requests.get(f"{server.url}/api/v1/data_reference",
+                                params={"data_reference_header": stream, "order_by": "seq_num"},
+                                headers={"Accept": "application/x-ndjson"}, stream=True, timeout=600)
+        count, last = 0, None
+        for line in response.iter_lines(chunk_size=64 * 1024):
+            last = line
+            count += 1
+        peak = _memory(server.process.pid)["VmHWM"]
+        assert count == RECORDS
+        assert json.loads(last)["seq_num"] == RECORDS - 1
+        assert peak - before < 64 * MIB, f"server grew by {(peak - before) / MIB:.1f} MiB"
+    finally:
+        server.terminate()
+        mongo.drop_database(name)
