@@ -73,9 +73,10 @@ class Transport:
         return path if path.startswith(("http://", "https://")) else self.base_url + path.lstrip("/")
 
     def request(self, method: str, path: str, *, body: Any = None, data: str | bytes | None = None,
-                params: Any = None, timeout: Any = None, stream: bool = False) -> requests.Response:
+                params: Any = None, timeout: Any = None, stream: bool = False,
+                accept: str | None = None) -> requests.Response:
         """Send one request; return the response, or raise the matching client error."""
-        headers = {}
+        headers = {"Accept": accept} if accept else {}
         if body is not None:
             data = dumps(body)
             headers["Content-Type"] = "application/json"

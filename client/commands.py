@@ -12,8 +12,10 @@ import os
 import time as _time
 import uuid as _uuid
 from typing import Any, Iterable, Iterator, Mapping
+from urllib.parse import quote
 
 import requests
+import ujson
 from doct import Document
 
 from ._transport import Transport, dumps
@@ -31,6 +33,9 @@ _DOCUMENT_NAMES = {
     "data_reference": "DataReference",
 }
 _PAGE_SIZE = 5_000
+#: One update call touches at most this many documents.
+MAX_UPDATE_MATCHES = 1_000
+NDJSON = "application/x-ndjson"
 #: connection_status() answers quickly rather than waiting out retries.
 _PROBE_TIMEOUT = (2.0, 5.0)
 
@@ -219,55 +224,131 @@ class AnalysisClient:
             raise ValueError(f"unknown document type {doc_type!r}; expected one of {sorted(self._insert_dict)}") from None
         return method(**kwargs)
 
-    def update_analysis_header(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> Any:
-        """Not available yet: the service's update API (with revisions) is still to come."""
-        raise NotImplementedError(
-            "update_analysis_header needs the service's update API (PATCH with revisions), "
-            "which this version does not have yet"
-        )
-
-    def update_analysis_tail(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> Any:
-        """Not available yet: the service's update API (with revisions) is still to come."""
-        raise NotImplementedError(
-            "update_analysis_tail needs the service's update API (PATCH with revisions), "
-            "which this version does not have yet"
-        )
-
     # ---- reads --------------------------------------------------------------------
 
-    def iter_find(self, doc_type: str, query: Mapping[str, Any] | None = None,
-                  page_size: int = _PAGE_SIZE) -> Iterator[Document]:
-        """Every document of ``doc_type`` matching ``query``, oldest first, fetched page by page."""
-        if doc_type not in _DOCUMENT_NAMES:
-            raise ValueError(f"unknown document type {doc_type!r}; expected one of {sorted(_DOCUMENT_NAMES)}")
-        name = _DOCUMENT_NAMES[doc_type]
-        body: dict[str, Any] = {"filter": dict(query or {}), "limit": page_size}
+    def iter_find(self, doc_type: str, query: Mapping[str, Any] | None = None, *,
+                  order_by: str | list[str] | None = None, limit: int | None = None,
+                  stream: bool = False, page_size: int = _PAGE_SIZE) -> Iterator[Document]:
+        """Every match (or the first ``limit``) as ``doct.Document``, in ``order_by`` order (oldest first).
+
+        Pages by keyset cursor, or with ``stream=True`` reads one NDJSON
+        response; either way memory stays flat however many documents match.
+        """
+        name = _document_name(doc_type)
+        body: dict[str, Any] = {"filter": dict(query or {})}
+        if order_by is not None:
+            body["order_by"] = order_by
+        if stream:
+            if limit is not None:
+                body["limit"] = limit
+            response = self._transport.request("POST", f"api/v1/{doc_type}/search", body=body,
+                                               stream=True, accept=NDJSON)
+            with response:
+                for line in response.iter_lines(chunk_size=64 * 1024):
+                    if line:
+                        yield Document(name, ujson.loads(line))
+            return
+        remaining = limit
         while True:
+            body["limit"] = page_size if remaining is None else min(page_size, remaining)
             page = self._transport.json("POST", f"api/v1/{doc_type}/search", body=body)
             for doc in page["items"]:
                 yield Document(name, doc)
+            if remaining is not None:
+                remaining -= len(page["items"])
             cursor = page["meta"]["next_cursor"]
-            if not cursor:
+            if not cursor or (remaining is not None and remaining <= 0):
                 return
             body["cursor"] = cursor
 
-    def find(self, doc_type: str, query: Mapping[str, Any] | None = None) -> list[Document]:
-        """Every document of ``doc_type`` matching ``query`` (a dict of field: value or operators)."""
-        return list(self.iter_find(doc_type, query))
+    def find(self, doc_type: str, query: Mapping[str, Any] | None = None, *,
+             order_by: str | list[str] | None = None, limit: int | None = None,
+             stream: bool = False) -> Any:
+        """Documents of ``doc_type`` matching ``query`` (field: value, or the allowed operators).
 
-    def find_analysis_header(self, **kwargs: Any) -> list[Document]:
+        A list, as in 0.x; with ``stream=True`` an iterator instead.
+        """
+        found = self.iter_find(doc_type, query, order_by=order_by, limit=limit, stream=stream)
+        return found if stream else list(found)
+
+    def find_analysis_header(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
         """Analysis headers matching the keyword filter, e.g. ``uid=...`` or ``project="x"``."""
-        return self.find("analysis_header", kwargs)
+        return self.find("analysis_header", kwargs, order_by=order_by, limit=limit)
 
-    def find_analysis_tail(self, **kwargs: Any) -> list[Document]:
+    def find_analysis_tail(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
         """Analysis tails matching the keyword filter, e.g. ``analysis_header=uid``."""
-        return self.find("analysis_tail", kwargs)
+        return self.find("analysis_tail", kwargs, order_by=order_by, limit=limit)
 
-    def find_data_reference_header(self, **kwargs: Any) -> list[Document]:
+    def find_data_reference_header(self, order_by: Any = None, limit: int | None = None,
+                                   **kwargs: Any) -> list[Document]:
         """Streams matching the keyword filter, e.g. ``analysis_header=uid``."""
-        return self.find("data_reference_header", kwargs)
+        return self.find("data_reference_header", kwargs, order_by=order_by, limit=limit)
 
-    def find_data_reference(self, **kwargs: Any) -> list[Document]:
+    def find_data_reference(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
         """Records matching the keyword filter, e.g. ``data_reference_header=uid``."""
-        return self.find("data_reference", kwargs)
+        return self.find("data_reference", kwargs, order_by=order_by, limit=limit)
 
+    def iter_analysis_header(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
+        """Like ``find_analysis_header`` but lazy, for any number of results."""
+        return self.iter_find("analysis_header", kwargs, order_by=order_by)
+
+    def iter_analysis_tail(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
+        """Like ``find_analysis_tail`` but lazy."""
+        return self.iter_find("analysis_tail", kwargs, order_by=order_by)
+
+    def iter_data_reference_header(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
+        """Like ``find_data_reference_header`` but lazy."""
+        return self.iter_find("data_reference_header", kwargs, order_by=order_by)
+
+    def iter_data_reference(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
+        """Like ``find_data_reference`` but lazy: walks millions of records in constant memory."""
+        return self.iter_find("data_reference", kwargs, order_by=order_by)
+
+    def get_analysis(self, uid: str) -> dict[str, Any]:
+        """One analysis whole: ``header``, ``streams`` (each with ``record_count``), ``tail``, ``status``."""
+        view = self._transport.json("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}")
+        return {
+            "header": Document("AnalysisHeader", view["header"]),
+            "streams": [Document("DataReferenceHeader", s) for s in view["streams"]],
+            "tail": Document("AnalysisTail", view["tail"]) if view["tail"] else None,
+            "status": view["status"],
+        }
+
+    # ---- updates ------------------------------------------------------------------
+
+    def _update(self, doc_type: str, query: Mapping[str, Any], update: Mapping[str, Any]) -> list[Document]:
+        if not query:
+            raise ValueError("an update needs a query selecting the documents, e.g. {'uid': ...}")
+        body = dict(update) if set(update) <= {"$set", "$unset"} and update else {"$set": dict(update)}
+        matches = self.find(doc_type, query, limit=MAX_UPDATE_MATCHES + 1)
+        if len(matches) > MAX_UPDATE_MATCHES:
+            raise ValueError(f"the query matches more than {MAX_UPDATE_MATCHES} {doc_type} documents; "
+                             "narrow it (one call updates at most that many)")
+        name = _document_name(doc_type)
+        return [Document(name, self._transport.json(
+                    "PATCH", f"api/v1/{doc_type}/{quote(doc['uid'], safe='')}", body=body))
+                for doc in matches]
+
+    def update_analysis_header(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> list[Document]:
+        """Change fields of the headers ``query`` selects; returns them as updated.
+
+        ``update`` is ``{"$set": {...}}`` / ``{"$unset": [...]}`` or a plain dict of fields to set.
+        The service keeps every previous version; uid, time and provenance
+        cannot change, and after the tail only invalid, tags and notes can.
+        """
+        return self._update("analysis_header", query, update)
+
+    def update_analysis_tail(self, query: Mapping[str, Any], update: Mapping[str, Any]) -> list[Document]:
+        """Change the annotations (invalid, tags, notes) of the tails ``query`` selects."""
+        return self._update("analysis_tail", query, update)
+
+    def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
+        """Earlier versions of a header or tail, oldest first."""
+        return self._transport.json("GET", f"api/v1/{doc_type}/{quote(_uid_of(uid), safe='')}/revisions")["items"]
+
+
+def _document_name(doc_type: str) -> str:
+    try:
+        return _DOCUMENT_NAMES[doc_type]
+    except KeyError:
+        raise ValueError(f"unknown document type {doc_type!r}; expected one of {sorted(_DOCUMENT_NAMES)}") from None

@@ -149,12 +149,54 @@ def test_service_errors_are_typed_with_the_servers_message(client):
         client.insert_analysis_header(uid=h, provenance={"a": 2})
 
 
-def test_update_methods_say_they_are_not_available(client):
-    """The update API is not there yet; the client says so plainly."""
-    with pytest.raises(NotImplementedError, match="update API"):
-        client.update_analysis_header({"uid": "x"}, {"tags": []})
-    with pytest.raises(NotImplementedError, match="update API"):
-        client.update_analysis_tail({"uid": "x"}, {"tags": []})
+def test_update_methods_change_documents_and_keep_revisions(client):
+    """update_analysis_header / update_analysis_tail set fields on every match; history is kept."""
+    h1 = client.insert_analysis_header(provenance={}, project="upd", sample="A")
+    h2 = client.insert_analysis_header(provenance={}, project="upd", sample="B")
+    updated = client.update_analysis_header({"project": "upd"}, {"tags": ["reviewed"]})
+    assert sorted(d.uid for d in updated) == sorted([h1, h2])
+    assert all(d.tags == ["reviewed"] for d in client.find_analysis_header(project="upd"))
+    client.update_analysis_header({"uid": h1}, {"$unset": ["sample"]})
+    assert "sample" not in client.find_analysis_header(uid=h1)[0]
+    assert [r["document"].get("tags") for r in client.revisions("analysis_header", h1)] == [None, ["reviewed"]]
+    t = client.insert_analysis_tail(h1, exit_status="success")
+    client.update_analysis_tail({"analysis_header": h1}, {"$set": {"invalid": True}})
+    assert client.find_analysis_tail(uid=t)[0].invalid is True
+    with pytest.raises(Conflict, match="finalized"):
+        client.update_analysis_header({"uid": h1}, {"sample": "late"})
+    with pytest.raises(ValueError, match="needs a query"):
+        client.update_analysis_header({}, {"tags": []})
+
+
+def test_find_order_by_limit_stream_and_iterators(client):
+    """find_* take order_by and limit; find(stream=True) and iter_* walk results lazily."""
+    h = client.insert_analysis_header(provenance={})
+    s = client.insert_data_reference_header(h, data_keys=KEYS)
+    client.insert_bulk_data_reference(s, [{"data": {"x": i}, "timestamps": {}, "seq_num": i, "time": 10.0 + i}
+                                          for i in range(30)])
+    newest = client.find_data_reference(data_reference_header=s, order_by="-time", limit=3)
+    assert [r.seq_num for r in newest] == [29, 28, 27]
+    streamed = client.find("data_reference", {"data_reference_header": s}, order_by=["seq_num"], stream=True)
+    assert not isinstance(streamed, list)
+    assert [r.seq_num for r in streamed] == list(range(30))
+    lazy = client.iter_data_reference(data_reference_header=s)
+    assert next(lazy).seq_num == 0 and isinstance(next(lazy), Document)
+    assert len(list(client.iter_find("data_reference", {"data_reference_header": s}, limit=7, page_size=3))) == 7
+    assert [d.uid for d in client.iter_analysis_header(uid=h)] == [h]
+
+
+def test_get_analysis(client):
+    """get_analysis returns header, streams with counts, tail and status."""
+    h = client.insert_analysis_header(provenance={"analysis_name": "view"})
+    s = client.insert_data_reference_header(h, data_keys=KEYS)
+    client.insert_bulk_data_reference(s, [{"data": {"x": i}, "timestamps": {}} for i in range(4)])
+    client.insert_analysis_tail(h, exit_status="abort", reason="beam lost")
+    view = client.get_analysis(h)
+    assert view["header"].provenance == {"analysis_name": "view"}
+    assert [(st.uid, st.record_count) for st in view["streams"]] == [(s, 4)]
+    assert view["tail"].reason == "beam lost" and view["status"] == "abort"
+    with pytest.raises(NotFound):
+        client.get_analysis("ghost")
 
 
 def test_raw_legacy_get_and_post(client):
