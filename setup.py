@@ -28,7 +28,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],
     # NumPy: the README example and the analyses use it; the client itself does not need it.
-    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "numpy>=1.24"],
+    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "numpy>=1.24", "hypothesis>=6.100",
+             "openapi-spec-validator>=0.7"],
 }
 
 setup(

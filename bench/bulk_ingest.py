@@ -30,10 +30,11 @@ from pathlib import Path
 from typing import Any
 
 import requests
-from pymongo import ASCENDING, MongoClient
+from pymongo import MongoClient
 
 from analysisstore.client import AnalysisClient
 from analysisstore.embedded import EmbeddedMongo
+from analysisstore.store import index_models
 
 log = logging.getLogger("bench")
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -48,9 +49,7 @@ def make_records(n: int) -> list[dict[str, Any]]:
 
 def direct_insert(db: Any, records: list[dict[str, Any]], stream: str) -> float:
     coll = db[f"data_reference_{uuid.uuid4().hex[:8]}"]
-    coll.create_index([("uid", ASCENDING)], unique=True)
-    coll.create_index([("time", ASCENDING), ("uid", ASCENDING)])
-    coll.create_index([("data_reference_header", ASCENDING), ("seq_num", ASCENDING)])
+    coll.create_indexes(index_models("data_reference"))  # the same indexes the service keeps
     docs = [dict(r, uid=str(uuid.uuid4()), data_reference_header=stream) for r in records]
     start = time.perf_counter()
     coll.insert_many(docs, ordered=False)

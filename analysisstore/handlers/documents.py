@@ -128,9 +128,6 @@ class SearchHandler(PagingHandler):
         page.status = status
         await self.respond(doc_type, page)
 
-    async def get(self, doc_type: str) -> None:
-        raise BadRequest(f"search takes a POST with a JSON body; use GET /api/v1/{doc_type}?field=value to list")
-
 
 class DocumentHandler(BaseHandler):
     """``GET /api/v1/{doc_type}/{uid}``; ``PATCH`` for headers and tails (``{"$set": ..., "$unset": [...]}``)."""

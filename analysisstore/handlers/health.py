@@ -1,8 +1,9 @@
-"""Liveness, readiness and the published schemas."""
+"""Liveness, readiness, the published schemas and the OpenAPI document."""
 from __future__ import annotations
 
 from .._version import __version__
 from ..errors import NotFound
+from ..openapi import openapi_spec
 from ..schemas import DOC_TYPES, load_schema
 from .base import BaseHandler
 
@@ -34,7 +35,15 @@ class SchemaHandler(BaseHandler):
         self.write_json(load_schema(doc_type))
 
 
+class OpenAPIHandler(BaseHandler):
+    """``GET /api/v1/openapi.json``: the OpenAPI 3 description of the v1 API."""
+
+    def get(self) -> None:
+        self.write_json(openapi_spec())
+
+
 routes = [
+    (r"/api/v1/openapi.json", OpenAPIHandler),
     (r"/healthz", HealthHandler),
     (r"/readyz", ReadyHandler),
     (r"/api/v1/schemas/([^/]+)", SchemaHandler),

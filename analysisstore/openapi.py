@@ -1,0 +1,200 @@
+"""The OpenAPI 3 description of the v1 API, served at ``/api/v1/openapi.json``.
+
+Written by hand next to the handlers; ``tests/test_openapi.py`` keeps it true
+to the routes in both directions.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from ._version import __version__
+from .queries import LOOKUPS, MAX_LIMIT
+from .schemas import DOC_TYPES, load_schema
+
+__all__ = ["openapi_spec"]
+
+_ERROR_STATUSES = {
+    "400": "Malformed JSON, or a query or parameter the service refuses",
+    "404": "Unknown uid, parent or route",
+    "405": "Method not allowed here",
+    "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
+    "413": "Body, bulk or document too large",
+    "422": "The document fails its JSON Schema or its stream's data_keys",
+    "503": "The database does not answer; retry after Retry-After seconds",
+}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _errors(*statuses: str) -> dict[str, Any]:
+    return {s: {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+
+
+_DOC_TYPE = {"name": "doc_type", "in": "path", "required": True, "schema": {"type": "string", "enum": list(DOC_TYPES)}}
+_UPDATABLE = {"name": "doc_type", "in": "path", "required": True,
+              "schema": {"type": "string", "enum": ["analysis_header", "analysis_tail"]}}
+_UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_PAGING_PARAMETERS = [
+    {"name": "order_by", "in": "query", "schema": {"type": "string"},
+     "description": "Comma-separated fields, '-' for descending (uid is appended as tie-breaker). Default: time."},
+    {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT, "default": 100}},
+    {"name": "cursor", "in": "query", "schema": {"type": "string"},
+     "description": "meta.next_cursor of the previous page; bound to the same filter and order_by."},
+    {"name": "offset", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+    {"name": "include_count", "in": "query", "schema": {"type": "boolean"}},
+    {"name": "latest", "in": "query", "schema": {"type": "string"},
+     "description": "Newest document per distinct value of this field."},
+    {"name": "fields", "in": "query", "schema": {"type": "string"},
+     "description": "Comma-separated fields to return (uid and order_by fields are always included)."},
+    {"name": "status", "in": "query",
+     "schema": {"type": "string", "enum": ["running", "success", "fail", "abort", "stale"]},
+     "description": "analysis_header only: derived status."},
+]
+
+_LOOKUP_DESCRIPTION = (
+    "Any other query parameter is a lookup `field=value` or `field__op=value` (dotted paths allowed); "
+    f"operators: {', '.join(LOOKUPS)}. Numbers and booleans are typed, ISO-8601 times become epoch seconds."
+)
+
+
+def _page_response(item: dict[str, Any]) -> dict[str, Any]:
+    return _json({"type": "object", "required": ["items", "meta"], "properties": {
+        "items": {"type": "array", "items": item}, "meta": _ref("PageMeta")}},
+        "One page; with Accept: application/x-ndjson every match, one document a line")
+
+
+def openapi_spec() -> dict[str, Any]:
+    """The whole document (built on request; it is small)."""
+    any_document = {"oneOf": [_ref(t) for t in DOC_TYPES]}
+    paths: dict[str, Any] = {
+        "/api/v1/{doc_type}": {
+            "parameters": [_DOC_TYPE],
+            "post": {
+                "summary": "Insert one document, or a JSON array of them (bulk)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                    "oneOf": [any_document, {"type": "array", "items": any_document}]}}}},
+                "responses": {
+                    "201": _json(_ref("WriteResult"), "Inserted"),
+                    "200": _json({"oneOf": [_ref("WriteResult"), _ref("BulkResult")]},
+                                 "Already stored (single) or per-item results (bulk)"),
+                    **_errors("400", "404", "409", "413", "422", "503"),
+                },
+            },
+            "get": {
+                "summary": "List documents by lookups, with keyset paging",
+                "description": _LOOKUP_DESCRIPTION,
+                "parameters": _PAGING_PARAMETERS,
+                "responses": {"200": _page_response(any_document), **_errors("400", "503")},
+            },
+        },
+        "/api/v1/{doc_type}/search": {
+            "parameters": [_DOC_TYPE],
+            "post": {
+                "summary": "Search with a JSON filter (the allowed MongoDB subset)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SearchRequest")}}},
+                "responses": {"200": _page_response(any_document), **_errors("400", "503")},
+            },
+        },
+        "/api/v1/{doc_type}/{uid}": {
+            "parameters": [_DOC_TYPE, _UID],
+            "get": {"summary": "One document by uid",
+                    "responses": {"200": _json(any_document, "The document"), **_errors("404", "503")}},
+            "patch": {
+                "summary": "Update mutable fields of a header or tail (previous version kept as a revision)",
+                "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Changes")}}},
+                "responses": {"200": _json(any_document, "The updated document"),
+                              **_errors("400", "404", "405", "409", "422", "503")},
+            },
+        },
+        "/api/v1/{doc_type}/{uid}/revisions": {
+            "parameters": [_UPDATABLE, _UID],
+            "get": {"summary": "Earlier versions of a header or tail, oldest first",
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "items": {"type": "array", "items": _ref("Revision")}}}, "Revisions"),
+                        **_errors("404", "503")}},
+        },
+        "/api/v1/analysis/{uid}": {
+            "parameters": [_UID],
+            "get": {"summary": "One analysis whole: header, streams with record counts, tail, derived status",
+                    "responses": {"200": _json(_ref("AnalysisView"), "The analysis"), **_errors("404", "503")}},
+        },
+        "/api/v1/schemas/{doc_type}": {
+            "parameters": [_DOC_TYPE],
+            "get": {"summary": "The JSON Schema writes of this type are held to",
+                    "responses": {"200": _json({"type": "object"}, "A JSON Schema"), **_errors("404")}},
+        },
+        "/api/v1/openapi.json": {
+            "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}},
+        },
+        "/healthz": {"get": {"summary": "The process is up", "responses": {
+            "200": _json({"type": "object"}, "Up")}}},
+        "/readyz": {"get": {"summary": "The database answers", "responses": {
+            "200": _json({"type": "object"}, "Ready"), **_errors("503")}}},
+    }
+    schemas: dict[str, Any] = {}
+    for doc_type in DOC_TYPES:
+        schemas.update(_component_schemas(doc_type))
+    schemas.update({
+        "Error": {"type": "object", "required": ["error"], "properties": {"error": {
+            "type": "object", "required": ["status", "type", "message", "details", "request_id"],
+            "properties": {"status": {"type": "integer"}, "type": {"type": "string"},
+                           "message": {"type": "string"}, "details": {"type": "array"},
+                           "request_id": {"type": "string"}}}}},
+        "WriteResult": {"type": "object", "properties": {
+            "uid": {"type": "string"}, "result": {"enum": ["inserted", "already stored"]}, "time": {"type": "number"}}},
+        "BulkResult": {"type": "object", "properties": {
+            "items": {"type": "array", "items": {"type": "object"}},
+            "inserted": {"type": "integer"}, "already_stored": {"type": "integer"}}},
+        "PageMeta": {"type": "object", "required": ["limit", "order_by", "next_cursor", "has_more"], "properties": {
+            "limit": {"type": "integer"}, "order_by": {"type": "array", "items": {"type": "string"}},
+            "next_cursor": {"type": ["string", "null"]}, "has_more": {"type": "boolean"},
+            "count": {"type": "integer"}}},
+        "SearchRequest": {"type": "object", "additionalProperties": False, "properties": {
+            "filter": {"type": "object", "description": "Operators: $eq $ne $gt $gte $lt $lte $in $nin $exists "
+                                                        "$all $and $or $not $elemMatch $size"},
+            "order_by": {"oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]},
+            "limit": {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT},
+            "cursor": {"type": "string"}, "offset": {"type": "integer", "minimum": 0},
+            "include_count": {"type": "boolean"}, "latest": {"type": "string"},
+            "fields": {"type": "array", "items": {"type": "string"}},
+            "status": {"enum": ["running", "success", "fail", "abort", "stale"]}}},
+        "Changes": {"type": "object", "additionalProperties": False, "properties": {
+            "$set": {"type": "object"}, "$unset": {"type": "array", "items": {"type": "string"}}}},
+        "Revision": {"type": "object", "properties": {
+            "uid": {"type": "string"}, "revision": {"type": "integer"}, "replaced_at": {"type": "number"},
+            "request_id": {"type": "string"}, "document": {"type": "object"}}},
+        "AnalysisView": {"type": "object", "properties": {
+            "header": _ref("analysis_header"),
+            "streams": {"type": "array", "items": _ref("data_reference_header")},
+            "tail": {"oneOf": [_ref("analysis_tail"), {"type": "null"}]},
+            "status": {"enum": ["running", "success", "fail", "abort", "stale"]}}},
+    })
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "analysisstore", "version": __version__,
+                 "description": "Provenance store for scientific data analysis. Every error has the Error shape."},
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "responses": {f"E{s}": _json(_ref("Error"), text) for s, text in _ERROR_STATUSES.items()},
+        },
+    }
+
+
+def _component_schemas(doc_type: str) -> dict[str, Any]:
+    """A document schema and its definitions as components (OpenAPI resolves $refs from its root)."""
+    schema = {k: v for k, v in load_schema(doc_type).items() if k not in ("$schema", "$id")}
+    definitions = schema.pop("definitions", {})
+    text = json.dumps({"main": schema, "definitions": definitions})
+    for key in definitions:
+        text = text.replace(f'"#/definitions/{key}"', f'"#/components/schemas/{doc_type}.{key}"')
+    moved = json.loads(text)
+    return {doc_type: moved["main"], **{f"{doc_type}.{k}": v for k, v in moved["definitions"].items()}}
