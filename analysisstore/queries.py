@@ -28,6 +28,8 @@ __all__ = [
     "encode_cursor",
     "decode_cursor",
     "keyset_filter",
+    "keyset_clauses",
+    "combine",
     "get_path",
     "split_lookup",
     "LOOKUPS",
@@ -336,27 +338,46 @@ def decode_cursor(token: str, filt: dict[str, Any], sort: list[tuple[str, int]])
 _ALWAYS_PRESENT = frozenset({"uid", "time"})
 
 
-def _after(field: str, value: Any, direction: int) -> dict[str, Any] | None:
-    """Documents whose ``field`` sorts strictly after ``value``; null/missing sort lowest."""
-    if field in _ALWAYS_PRESENT:
-        return {field: {"$gt" if direction > 0 else "$lt": value}}
+def _after(field: str, value: Any, direction: int) -> list[dict[str, Any]]:
+    """Conditions on ``field`` for values sorting strictly after ``value``, in sort order.
+
+    Null and missing sort lowest, as in MongoDB.
+    """
+    if field in _ALWAYS_PRESENT or (value is not None and direction > 0):
+        return [{field: {"$gt" if direction > 0 else "$lt": value}}]
     if value is None:
-        return {field: {"$ne": None}} if direction > 0 else None
-    if direction > 0:
-        return {field: {"$gt": value}}
-    return {"$or": [{field: {"$lt": value}}, {field: None}]}
+        return [{field: {"$ne": None}}] if direction > 0 else []
+    return [{field: {"$lt": value}}, {field: None}]
+
+
+def keyset_clauses(values: list[Any], sort: list[tuple[str, int]]) -> list[dict[str, Any]]:
+    """The documents strictly after ``values`` in ``sort`` order, as conjunctive filters in page order.
+
+    Ties on the leading keys come first, then larger leading values. Each
+    filter is a plain conjunction, so the database answers it from an index
+    range; an equivalent ``$or`` is often answered by a collection scan.
+    """
+    clauses = []
+    for i in reversed(range(len(sort))):
+        field, direction = sort[i]
+        equal = {f: values[j] for j, (f, _) in enumerate(sort[:i])}
+        clauses.extend({**equal, **condition} for condition in _after(field, values[i], direction))
+    return clauses
 
 
 def keyset_filter(values: list[Any], sort: list[tuple[str, int]]) -> dict[str, Any]:
-    """The documents strictly after ``values`` in ``sort`` order."""
-    clauses = []
-    for i, (field, direction) in enumerate(sort):
-        after = _after(field, values[i], direction)
-        if after is None:
-            continue
-        equal = [{f: values[j]} for j, (f, _) in enumerate(sort[:i])]
-        clauses.append({"$and": [*equal, after]} if equal else after)
+    """The same documents as :func:`keyset_clauses`, as one ``$or`` filter."""
+    clauses = keyset_clauses(values, sort)
     return {"$or": clauses} if clauses else {"uid": {"$in": []}}
+
+
+def combine(filt: dict[str, Any], clause: dict[str, Any]) -> dict[str, Any]:
+    """``filt`` AND ``clause``, flat when their fields do not overlap (friendlier to query planners)."""
+    if not filt:
+        return clause
+    if set(filt) & set(clause) or any(k.startswith("$") for k in clause):
+        return {"$and": [filt, clause]}
+    return {**filt, **clause}
 
 
 MAX_OFFSET = 100_000

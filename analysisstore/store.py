@@ -317,22 +317,31 @@ class Store:
     async def find_page(
         self,
         doc_type: str,
-        filt: dict[str, Any],
+        queries: list[dict[str, Any]],
         sort: list[tuple[str, int]],
         limit: int,
         offset: int = 0,
         projection: dict[str, Any] | None = None,
     ) -> tuple[list[dict[str, Any]], bool]:
-        """Up to ``limit`` matches in ``sort`` order (after skipping ``offset``), and whether more follow."""
+        """Up to ``limit`` matches of ``queries`` (run in turn, each in ``sort`` order), and whether more follow.
+
+        ``offset`` skips that many matches of the first query (offset and
+        keyset cursors are not combined).
+        """
+        docs: list[dict[str, Any]] = []
         with _database_errors():
-            cursor = (
-                self.db[doc_type]
-                .find(filt, projection or {"_id": 0}, max_time_ms=self.max_time_ms)
-                .sort(sort)
-                .skip(offset)
-                .limit(limit + 1)
-            )
-            docs = await cursor.to_list()
+            for i, query in enumerate(queries):
+                wanted = limit + 1 - len(docs)
+                if wanted <= 0:
+                    break
+                cursor = (
+                    self.db[doc_type]
+                    .find(query, projection or {"_id": 0}, max_time_ms=self.max_time_ms)
+                    .sort(sort)
+                    .skip(offset if i == 0 else 0)
+                    .limit(wanted)
+                )
+                docs.extend(await cursor.to_list())
         return docs[:limit], len(docs) > limit
 
     async def count(self, doc_type: str, filt: dict[str, Any]) -> int:

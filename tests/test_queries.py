@@ -6,8 +6,10 @@ import pytest
 from analysisstore.errors import BadRequest
 from analysisstore.queries import (
     check_filter,
+    combine,
     decode_cursor,
     encode_cursor,
+    keyset_clauses,
     keyset_filter,
     parse_limit,
     parse_lookups,
@@ -130,20 +132,26 @@ def test_cursor_round_trip_and_binding():
 
 def test_keyset_filter():
     """The page after (t, u) in descending time order."""
+    assert keyset_clauses([5.0, "u"], [("time", -1), ("uid", -1)]) == [
+        {"time": 5.0, "uid": {"$lt": "u"}}, {"time": {"$lt": 5.0}}]
     assert keyset_filter([5.0, "u"], [("time", -1), ("uid", -1)]) == {
-        "$or": [{"time": {"$lt": 5.0}}, {"$and": [{"time": 5.0}, {"uid": {"$lt": "u"}}]}]
-    }
+        "$or": [{"time": 5.0, "uid": {"$lt": "u"}}, {"time": {"$lt": 5.0}}]}
 
 
 def test_keyset_filter_with_nulls():
     """Null/missing values sort lowest: ascending after null means any non-null; descending adds nulls."""
-    assert keyset_filter([None, "u"], [("sample", 1), ("uid", 1)]) == {
-        "$or": [{"sample": {"$ne": None}}, {"$and": [{"sample": None}, {"uid": {"$gt": "u"}}]}]
-    }
-    assert keyset_filter(["b", "u"], [("sample", -1), ("uid", -1)]) == {
-        "$or": [{"$or": [{"sample": {"$lt": "b"}}, {"sample": None}]},
-                {"$and": [{"sample": "b"}, {"uid": {"$lt": "u"}}]}]
-    }
+    assert keyset_clauses([None, "u"], [("sample", 1), ("uid", 1)]) == [
+        {"sample": None, "uid": {"$gt": "u"}}, {"sample": {"$ne": None}}]
+    assert keyset_clauses(["b", "u"], [("sample", -1), ("uid", -1)]) == [
+        {"sample": "b", "uid": {"$lt": "u"}}, {"sample": {"$lt": "b"}}, {"sample": None}]
+    assert keyset_clauses([None, "u"], [("sample", -1), ("uid", -1)]) == [{"sample": None, "uid": {"$lt": "u"}}]
+
+
+def test_combine_keeps_filters_flat_when_it_can():
+    """Non-overlapping filters merge into one conjunction; overlapping ones use $and."""
+    assert combine({"a": 1}, {"time": {"$gt": 2}}) == {"a": 1, "time": {"$gt": 2}}
+    assert combine({"time": {"$lt": 9}}, {"time": {"$gt": 2}}) == {"$and": [{"time": {"$lt": 9}}, {"time": {"$gt": 2}}]}
+    assert combine({}, {"b": 2}) == {"b": 2}
 
 
 @pytest.mark.parametrize("args, expected", [

@@ -10,9 +10,10 @@ from ..ingest import ingest
 from ..queries import (
     PageRequest,
     check_filter,
+    combine,
     decode_cursor,
     encode_cursor,
-    keyset_filter,
+    keyset_clauses,
     parse_lookups,
     parse_page,
     projection,
@@ -38,18 +39,18 @@ class PagingHandler(BaseHandler):
                 raise BadRequest("status filters analysis_header only")
             status = await self.store.status_filter(page.status, self.config.stale_after_seconds)
             page.filter = {"$and": [page.filter, status]} if page.filter else status
-        query = page.filter
+        queries = [page.filter]
         if page.cursor is not None:
-            after = keyset_filter(decode_cursor(page.cursor, page.filter, page.sort), page.sort)
-            query = {"$and": [page.filter, after]} if page.filter else after
+            after = keyset_clauses(decode_cursor(page.cursor, page.filter, page.sort), page.sort)
+            queries = [combine(page.filter, clause) for clause in after]
         if NDJSON in self.request.headers.get("Accept", ""):
-            await self.stream(doc_type, query, page)
+            await self.stream(doc_type, queries, page)
             return
         if page.latest is not None:
-            docs, has_more = await self.store.latest_page(doc_type, query, page.latest, page.sort, page.limit,
-                                                          projection(page))
+            docs, has_more = await self.store.latest_page(doc_type, page.filter, page.latest, page.sort,
+                                                          page.limit, projection(page))
         else:
-            docs, has_more = await self.store.find_page(doc_type, query, page.sort, page.limit, page.offset,
+            docs, has_more = await self.store.find_page(doc_type, queries, page.sort, page.limit, page.offset,
                                                         projection(page))
         pageable = has_more and docs and page.latest is None
         next_cursor = encode_cursor(docs[-1], page.filter, page.sort) if pageable else None
@@ -66,16 +67,21 @@ class PagingHandler(BaseHandler):
             self.set_header("Link", f'<{link}>; rel="next"')
         self.write_json({"items": docs, "meta": meta})
 
-    async def stream(self, doc_type: str, query: dict[str, Any], page: PageRequest) -> None:
+    async def stream(self, doc_type: str, queries: list[dict[str, Any]], page: PageRequest) -> None:
         """Every match, one JSON document a line, flushed batch by batch (constant server memory)."""
         if page.latest is not None or page.offset:
             raise BadRequest("NDJSON streams every match; latest and offset do not apply")
         self.set_header("Content-Type", f"{NDJSON}; charset=UTF-8")
-        limit = page.limit if page.limit_given else 0
-        async for batch in self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
-                                                limit=limit):
-            self.write("".join(dumps(doc) + "\n" for doc in batch))
-            await self.flush()
+        remaining = page.limit if page.limit_given else None
+        for query in queries:
+            if remaining == 0:
+                break
+            async for batch in self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
+                                                    limit=remaining or 0):
+                if remaining is not None:
+                    remaining -= len(batch)
+                self.write("".join(dumps(doc) + "\n" for doc in batch))
+                await self.flush()
         self.finish()
 
 
