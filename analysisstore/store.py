@@ -408,10 +408,11 @@ class Store:
         """A filter on analysis_header selecting analyses with the derived ``status``."""
         with _database_errors():
             if status in EXIT_STATUSES:
-                uids = await self.db.analysis_tail.distinct("analysis_header", {"exit_status": status})
+                uids = await self.db.analysis_tail.distinct("analysis_header", {"exit_status": status},
+                                                            maxTimeMS=self.max_time_ms)
                 return {"uid": {"$in": uids}}
             if status in ("running", "stale"):
-                finished = await self.db.analysis_tail.distinct("analysis_header", {})
+                finished = await self.db.analysis_tail.distinct("analysis_header", {}, maxTimeMS=self.max_time_ms)
                 cutoff = time.time() - stale_after
                 age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
                 return {"uid": {"$nin": finished}, "time": age}

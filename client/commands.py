@@ -19,6 +19,7 @@ import ujson
 from doct import Document
 
 from ._transport import Transport, dumps
+from .errors import ServiceUnreachable
 
 __all__ = ["AnalysisClient", "DEFAULT_URL"]
 
@@ -228,25 +229,19 @@ class AnalysisClient:
 
     def iter_find(self, doc_type: str, query: Mapping[str, Any] | None = None, *,
                   order_by: str | list[str] | None = None, limit: int | None = None,
-                  stream: bool = False, page_size: int = _PAGE_SIZE) -> Iterator[Document]:
+                  paged: bool = False, page_size: int = _PAGE_SIZE) -> Iterator[Document]:
         """Every match (or the first ``limit``) as ``doct.Document``, in ``order_by`` order (oldest first).
 
-        Pages by keyset cursor, or with ``stream=True`` reads one NDJSON
-        response; either way memory stays flat however many documents match.
+        Reads one NDJSON stream (fastest), or with ``paged=True`` fetches
+        ``page_size`` documents per request by keyset cursor (each request
+        short and retried on its own). Memory stays flat either way.
         """
         name = _document_name(doc_type)
         body: dict[str, Any] = {"filter": dict(query or {})}
         if order_by is not None:
             body["order_by"] = order_by
-        if stream:
-            if limit is not None:
-                body["limit"] = limit
-            response = self._transport.request("POST", f"api/v1/{doc_type}/search", body=body,
-                                               stream=True, accept=NDJSON)
-            with response:
-                for line in response.iter_lines(chunk_size=64 * 1024):
-                    if line:
-                        yield Document(name, ujson.loads(line))
+        if not paged:
+            yield from self._iter_ndjson(doc_type, name, body, limit)
             return
         remaining = limit
         while True:
@@ -261,6 +256,24 @@ class AnalysisClient:
                 return
             body["cursor"] = cursor
 
+    def _iter_ndjson(self, doc_type: str, name: str, body: dict[str, Any],
+                     limit: int | None) -> Iterator[Document]:
+        if limit is not None:
+            body["limit"] = limit
+        response = self._transport.request("POST", f"api/v1/{doc_type}/search", body=body,
+                                           stream=True, accept=NDJSON)
+        received = 0
+        with response:
+            try:
+                for line in response.iter_lines(chunk_size=64 * 1024):
+                    if line:
+                        received += 1
+                        yield Document(name, ujson.loads(line))
+            except requests.RequestException as exc:
+                raise ServiceUnreachable(
+                    f"the result stream broke after {received} documents: {exc}; "
+                    "use paged=True to resume page by page") from exc
+
     def find(self, doc_type: str, query: Mapping[str, Any] | None = None, *,
              order_by: str | list[str] | None = None, limit: int | None = None,
              stream: bool = False) -> Any:
@@ -268,7 +281,7 @@ class AnalysisClient:
 
         A list, as in 0.x; with ``stream=True`` an iterator instead.
         """
-        found = self.iter_find(doc_type, query, order_by=order_by, limit=limit, stream=stream)
+        found = self.iter_find(doc_type, query, order_by=order_by, limit=limit)
         return found if stream else list(found)
 
     def find_analysis_header(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:

@@ -122,7 +122,7 @@ def test_find_pages_past_one_page(service, client):
     """find_* returns every match even beyond one server page."""
     headers = [header_doc(project="big") for _ in range(12)]
     requests.post(f"{service.url}/api/v1/analysis_header", json=headers)
-    found = list(client.iter_find("analysis_header", {"project": "big"}, page_size=5))
+    found = list(client.iter_find("analysis_header", {"project": "big"}, paged=True, page_size=5))
     assert sorted(d.uid for d in found) == sorted(h["uid"] for h in headers)
 
 
@@ -181,7 +181,12 @@ def test_find_order_by_limit_stream_and_iterators(client):
     assert [r.seq_num for r in streamed] == list(range(30))
     lazy = client.iter_data_reference(data_reference_header=s)
     assert next(lazy).seq_num == 0 and isinstance(next(lazy), Document)
-    assert len(list(client.iter_find("data_reference", {"data_reference_header": s}, limit=7, page_size=3))) == 7
+    assert len(list(client.iter_find("data_reference", {"data_reference_header": s}, limit=7,
+                                     paged=True, page_size=3))) == 7
+    assert len(list(client.iter_find("data_reference", {"data_reference_header": s}, limit=7))) == 7
+    paged = [r.seq_num for r in client.iter_find("data_reference", {"data_reference_header": s},
+                                                  order_by="-time", paged=True, page_size=4)]
+    assert paged == list(range(29, -1, -1))
     assert [d.uid for d in client.iter_analysis_header(uid=h)] == [h]
 
 
