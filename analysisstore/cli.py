@@ -37,6 +37,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--database", default="analysisstore", help="database name (default: %(default)s)")
     serve.add_argument("--data-dir", type=Path, default=None,
                        help=f"embedded database directory (default: {default_data_dir()})")
+    serve.add_argument("--stale-after", type=float, default=24.0, metavar="HOURS",
+                       help="report an analysis without a tail as 'stale' after this many hours (default: 24)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log verbosity (default: %(default)s)")
     return parser
@@ -58,6 +60,7 @@ def main(argv: list[str] | None = None) -> int:
             mongo_uri=args.mongo_uri,
             database=args.database,
             data_dir=args.data_dir,
+            stale_after_seconds=args.stale_after * 3600.0,
         ))
     return 0
 

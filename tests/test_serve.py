@@ -138,5 +138,5 @@ def test_cli_help_is_useful():
     result = subprocess.run([sys.executable, "-m", "analysisstore.cli", "serve", "--help"],
                             capture_output=True, text=True, timeout=60)
     assert result.returncode == 0
-    for flag in ("--host", "--port", "--mongo-uri", "--database", "--data-dir"):
+    for flag in ("--host", "--port", "--mongo-uri", "--database", "--data-dir", "--stale-after"):
         assert flag in result.stdout
