@@ -24,6 +24,8 @@ INSTALL_REQUIRES = [
     "ujson>=5.8",
     "doct>=1.1",
     "platformdirs>=3.0",
+    # Progress bars for long pushes: the standard, well-kept choice.
+    "tqdm>=4.60",
 ]
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],

@@ -3,11 +3,17 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ._version import __version__
+from .client.commands import DEFAULT_URL
 from .config import ServiceConfig, default_data_dir
+
+if TYPE_CHECKING:
+    from .client import AnalysisClient
 
 __all__ = ["main", "build_parser"]
 
@@ -41,7 +47,131 @@ def build_parser() -> argparse.ArgumentParser:
                        help="report an analysis without a tail as 'stale' after this many hours (default: 24)")
     serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                        help="log verbosity (default: %(default)s)")
+    _add_sync(sub)
+    _add_archive(sub)
     return parser
+
+
+def _add_service_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--url", default=os.environ.get("ASST_URL", DEFAULT_URL),
+                        help="the analysisstore service (default: $ASST_URL, else %(default)s)")
+    parser.add_argument("--token", default=os.environ.get("ASST_TOKEN"),
+                        help="bearer token for the service (default: $ASST_TOKEN)")
+    parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+                        help="log verbosity (default: %(default)s)")
+
+
+def _add_sync(sub: argparse._SubParsersAction) -> None:
+    sync = sub.add_parser(
+        "sync",
+        help="deliver spooled or finished analysis bundles to the service",
+        description=(
+            "Push every bundle in DIR/RUNS_FINISHED to the service (header, streams, records in chunks, "
+            "tail), saving progress after each step, and move it to DIR/RUNS_SYNCED. Safe to kill and "
+            "re-run: it resumes, and nothing is stored twice. Bundles that are corrupt or refused go to "
+            "DIR/RUNS_QUARANTINED with an .error.json explaining why. DIR is a client's spool_dir."
+        ),
+    )
+    sync.add_argument("directory", type=Path, metavar="DIR", help="the spool directory (holding RUNS_FINISHED/)")
+    sync.add_argument("--watch", action="store_true", help="keep running, one pass every --interval seconds")
+    sync.add_argument("--interval", type=float, default=30.0, help="seconds between passes with --watch")
+    sync.add_argument("--concurrency", type=int, default=2, help="bundles pushed at once (default: %(default)s)")
+    sync.add_argument("--chunk-size", type=int, default=2_000, help="records per request (default: %(default)s)")
+    sync.add_argument("--max-attempts", type=int, default=3,
+                      help="passes a refused bundle gets before quarantine (default: %(default)s)")
+    sync.add_argument("--zip", action="store_true", help="keep synced bundles as .zip archives")
+    sync.add_argument("--reset", "--unsync", dest="reset", metavar="NAME",
+                      help="move the synced or quarantined bundle NAME back to RUNS_FINISHED, then exit")
+    sync.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_service_options(sync)
+
+
+def _add_archive(sub: argparse._SubParsersAction) -> None:
+    export = sub.add_parser(
+        "export",
+        help="write analyses to bundle .zip archives",
+        description=("Export analyses (by uid, or every analysis matching --where lookups) as bundle "
+                     "archives: one OUT/<uid>.zip each, or all in the single file OUT with --one-file."),
+    )
+    export.add_argument("uids", nargs="*", metavar="UID", help="analysis_header uids to export")
+    export.add_argument("--where", action="append", default=[], metavar="FIELD[__OP]=VALUE",
+                        help="select analyses by a lookup, e.g. project=demo or time__gte=2026-01-01 (repeatable)")
+    export.add_argument("-o", "--out", type=Path, required=True, help="output directory (or .zip with --one-file)")
+    export.add_argument("--one-file", action="store_true", help="one .zip holding every exported analysis")
+    _add_service_options(export)
+
+    imp = sub.add_parser(
+        "import",
+        help="load bundle archives into the service",
+        description=("Import bundle archives or directories. Importing twice changes nothing; a uid that is "
+                     "already stored with different content is reported and left as it is."),
+    )
+    imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="bundle .zip files or directories")
+    _add_service_options(imp)
+
+
+def _client(args: argparse.Namespace) -> "AnalysisClient":
+    from .client import AnalysisClient
+
+    return AnalysisClient({"url": args.url, "token": args.token})
+
+
+def _run_sync(args: argparse.Namespace) -> int:
+    from .drivers.sync import Syncer
+
+    syncer = Syncer(args.directory, lambda: _client(args), concurrency=args.concurrency,
+                    chunk_size=args.chunk_size, max_attempts=args.max_attempts, zip_synced=args.zip,
+                    progress_bar=False if args.no_progress else None)
+    if args.reset:
+        print(f"moved back to {syncer.reset(args.reset)}")
+        return 0
+    if args.watch:
+        import signal
+        import threading
+
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        syncer.watch(args.interval, stop)
+        return 0
+    report = syncer.run_once()
+    print(f"synced {len(report.synced)}, deferred {len(report.deferred)}, quarantined {len(report.quarantined)}")
+    for name in report.quarantined:
+        print(f"  quarantined: {name} (see {args.directory}/RUNS_QUARANTINED/{name}.error.json)")
+    return 0 if report.ok else 1
+
+
+def _run_export(args: argparse.Namespace) -> int:
+    from .drivers.archive import export_analyses
+
+    client = _client(args)
+    uids = list(args.uids)
+    if args.where:
+        lookups = {}
+        for item in args.where:
+            field, sep, value = item.partition("=")
+            if not sep:
+                raise SystemExit(f"--where takes FIELD[__OP]=VALUE, got {item!r}")
+            lookups[field] = value
+        uids += [d["uid"] for d in client.iter_lookup("analysis_header", lookups, fields=["uid"])]
+    if not uids:
+        raise SystemExit("nothing to export: give uids or --where lookups that match")
+    for path in export_analyses(client, uids, args.out, one_file=args.one_file):
+        print(path)
+    return 0
+
+
+def _run_import(args: argparse.Namespace) -> int:
+    from .drivers.archive import import_archives
+
+    report = import_archives(_client(args), args.files)
+    print(f"imported {len(report.imported)} analyses, {len(report.conflicts)} conflicts, "
+          f"{len(report.invalid)} invalid")
+    for conflict in report.conflicts:
+        print(f"  conflict in {conflict['analysis']}: {conflict['error']}")
+    for invalid in report.invalid:
+        print(f"  invalid {invalid['file']}: {invalid['error']}")
+    return 0 if report.ok else 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +181,12 @@ def main(argv: list[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    if args.command == "sync":
+        return _run_sync(args)
+    if args.command == "export":
+        return _run_export(args)
+    if args.command == "import":
+        return _run_import(args)
     if args.command == "serve":
         from .server import serve  # server dependencies only for the commands that need them
 

@@ -19,7 +19,8 @@ import ujson
 from doct import Document
 
 from ._transport import Transport, dumps
-from .errors import ServiceUnreachable
+from .errors import ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from .spool import Spool
 
 __all__ = ["AnalysisClient", "DEFAULT_URL"]
 
@@ -75,8 +76,11 @@ class AnalysisClient:
         parsed = requests.utils.urlparse(url)
         self.host: str = parsed.hostname or "127.0.0.1"
         self.port: int = parsed.port or (443 if parsed.scheme == "https" else 80)
-        if config.get("spool_dir"):
-            log.warning("spool_dir is accepted but offline spooling is not available in this version")
+        self._spool = Spool(config["spool_dir"]) if config.get("spool_dir") else None
+        # With a spool, what this client wrote of each analysis is remembered, so
+        # an analysis interrupted by an outage can be spooled whole.
+        self._headers: dict[str, dict[str, Any]] = {}
+        self._streams: dict[str, dict[str, Any]] = {}
         self._transport = Transport(
             url,
             token=config.get("token") or os.environ.get("ASST_TOKEN"),
@@ -153,8 +157,50 @@ class AnalysisClient:
     def _insert_one(self, doc_type: str, doc: dict[str, Any]) -> str:
         doc = {k: v for k, v in doc.items() if v is not None or k not in ("uid", "time")}
         doc.setdefault("uid", str(_uuid.uuid4()))
-        self._transport.json("POST", f"api/v1/{doc_type}", body=doc)
+        if self._spool is not None:
+            doc = _with_time(doc)  # what is sent and what may be spooled must be the same document
+        self._send(doc_type, [doc], doc)
         return doc["uid"]
+
+    def _send(self, doc_type: str, docs: list[dict[str, Any]], body: Any) -> None:
+        """POST ``body``; with a spool, divert to it when the service cannot be reached."""
+        if self._spool is None:
+            self._transport.json("POST", f"api/v1/{doc_type}", body=body)
+            return
+        header_uid = self._analysis_of(doc_type, docs[0])
+        self._remember(doc_type, docs)
+        if header_uid is not None and self._spool.holds(header_uid):
+            self._spool.add(header_uid, doc_type, [_with_time(d) for d in docs])
+            return
+        try:
+            self._transport.json("POST", f"api/v1/{doc_type}", body=body)
+        except (ServiceUnreachable, ServiceUnavailable, TooManyRequests):
+            header = self._headers.get(header_uid) if header_uid is not None else None
+            if header is None:
+                raise  # nothing known of this analysis to spool it with
+            streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
+            self._spool.begin(_with_time(header), [_with_time(s) for s in streams])
+            if doc_type != "analysis_header":
+                self._spool.add(header_uid, doc_type, [_with_time(d) for d in docs])
+
+    def _analysis_of(self, doc_type: str, doc: dict[str, Any]) -> str | None:
+        if doc_type == "analysis_header":
+            return doc["uid"]
+        if doc_type == "data_reference":
+            stream = self._streams.get(doc.get("data_reference_header"))
+            return stream["analysis_header"] if stream else None
+        return doc.get("analysis_header")
+
+    def _remember(self, doc_type: str, docs: list[dict[str, Any]]) -> None:
+        if doc_type == "analysis_header":
+            self._headers[docs[0]["uid"]] = _with_time(docs[0])
+        elif doc_type == "data_reference_header":
+            self._streams[docs[0]["uid"]] = _with_time(docs[0])
+        elif doc_type == "analysis_tail":
+            header_uid = docs[0]["analysis_header"]
+            self._headers.pop(header_uid, None)
+            for uid in [u for u, s in self._streams.items() if s["analysis_header"] == header_uid]:
+                del self._streams[uid]
 
     def insert_analysis_header(self, uid: str | None = None, time: float | None = None,
                                provenance: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
@@ -200,7 +246,7 @@ class AnalysisClient:
         records = iter(data)
         while chunk := list(itertools.islice(records, chunk_size)):
             body = [self._record_for(stream, record) for record in chunk]
-            self._transport.json("POST", "api/v1/data_reference", body=body)
+            self._send("data_reference", body, body)
             uids.extend(record["uid"] for record in body)
         return uids
 
@@ -216,6 +262,14 @@ class AnalysisClient:
         if doc.get("time") is None:
             doc["time"] = _time.time()
         return doc
+
+    def insert_many(self, doc_type: str, docs: list[Mapping[str, Any]]) -> dict[str, Any]:
+        """Send complete documents of one type as one bulk request; the service's per-item answer.
+
+        For tools that move whole documents (sync, import): nothing is filled in.
+        """
+        _document_name(doc_type)
+        return self._transport.json("POST", f"api/v1/{doc_type}", body=[_plain(d) for d in docs])
 
     def insert(self, doc_type: str, **kwargs: Any) -> Any:
         """``insert("analysis_header", uid=..., ...)``: dispatch to the matching ``insert_*``."""
@@ -317,6 +371,23 @@ class AnalysisClient:
         """Like ``find_data_reference`` but lazy: walks millions of records in constant memory."""
         return self.iter_find("data_reference", kwargs, order_by=order_by)
 
+    def iter_lookup(self, doc_type: str, lookups: Mapping[str, str], *, order_by: str | None = None,
+                    fields: list[str] | None = None) -> Iterator[Document]:
+        """Documents matching query-string lookups (``{"time__gte": "2026-01-01", "project": "x"}``), page by page."""
+        name = _document_name(doc_type)
+        params: dict[str, Any] = {**lookups, "limit": _PAGE_SIZE}
+        if order_by:
+            params["order_by"] = order_by
+        if fields:
+            params["fields"] = ",".join(fields)
+        while True:
+            page = self._transport.json("GET", f"api/v1/{doc_type}", params=params)
+            for doc in page["items"]:
+                yield Document(name, doc)
+            if not page["meta"]["next_cursor"]:
+                return
+            params["cursor"] = page["meta"]["next_cursor"]
+
     def get_analysis(self, uid: str) -> dict[str, Any]:
         """One analysis whole: ``header``, ``streams`` (each with ``record_count``), ``tail``, ``status``."""
         view = self._transport.json("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}")
@@ -358,6 +429,11 @@ class AnalysisClient:
     def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
         """Earlier versions of a header or tail, oldest first."""
         return self._transport.json("GET", f"api/v1/{doc_type}/{quote(_uid_of(uid), safe='')}/revisions")["items"]
+
+
+def _with_time(doc: dict[str, Any]) -> dict[str, Any]:
+    """A spooled document carries its own time (no server is there to fill it)."""
+    return doc if doc.get("time") is not None else {**doc, "time": _time.time()}
 
 
 def _document_name(doc_type: str) -> str:

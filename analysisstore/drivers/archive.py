@@ -1,0 +1,122 @@
+"""Export analyses to bundle archives and import them back, through the client.
+
+Export writes each bundle in a temporary directory and zips it to a
+temporary name before renaming, so an interrupted export leaves no
+half-written archive. Import is idempotent: identical documents are
+"already stored"; a uid stored with different content is reported, never
+overwritten, and the rest of that analysis is skipped if its header is the
+one in conflict.
+"""
+from __future__ import annotations
+
+import logging
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from ..client import AnalysisClient, Conflict
+from ..client.bundle import Bundle, BundleError, BundleWriter, _safe_name, read_bundle, zip_bundle
+from .push import Progress, push_bundle
+
+__all__ = ["export_analyses", "import_archives", "ImportReport"]
+
+log = logging.getLogger(__name__)
+
+_SERVICE_FIELDS = ("_name", "_revision")
+
+
+def _plain(doc: Any) -> dict[str, Any]:
+    return {k: v for k, v in dict(doc).items() if k not in _SERVICE_FIELDS}
+
+
+def _write_bundle(client: AnalysisClient, uid: str, target: Path) -> int:
+    header = client.find_analysis_header(uid=uid)
+    if not header:
+        raise LookupError(f"no analysis_header with uid {uid!r}")
+    writer = BundleWriter(target)
+    writer.write_header(_plain(header[0]))
+    records = 0
+    for stream in client.find_data_reference_header(analysis_header=uid):
+        writer.write_stream(_plain(stream))
+        chunk: list[dict[str, Any]] = []
+        for record in client.iter_data_reference(data_reference_header=stream["uid"]):
+            chunk.append(_plain(record))
+            if len(chunk) == 5_000:
+                writer.append_records(stream["uid"], chunk)
+                records += len(chunk)
+                chunk = []
+        writer.append_records(stream["uid"], chunk)
+        records += len(chunk)
+    tail = client.find_analysis_tail(analysis_header=uid)
+    if tail:
+        writer.write_tail(_plain(tail[0]))
+    writer.finish()
+    return records
+
+
+def export_analyses(client: AnalysisClient, uids: Iterable[str], out: Path, one_file: bool = False) -> list[Path]:
+    """Write each analysis as ``out/<uid>.zip`` (``out`` a directory), or all into the one zip ``out``."""
+    uids = list(uids)
+    written: list[Path] = []
+    with tempfile.TemporaryDirectory(prefix="asst-export-") as scratch:
+        if one_file:
+            for uid in uids:
+                _write_bundle(client, uid, Path(scratch) / _safe_name(uid))
+            out.parent.mkdir(parents=True, exist_ok=True)
+            zip_bundle(Path(scratch), out)
+            return [out]
+        out.mkdir(parents=True, exist_ok=True)
+        for uid in uids:
+            staging = Path(scratch) / _safe_name(uid)
+            _write_bundle(client, uid, staging)
+            target = out / f"{_safe_name(uid)}.zip"
+            zip_bundle(staging, target)
+            written.append(target)
+    return written
+
+
+@dataclass
+class ImportReport:
+    """Per bundle: imported, or what was wrong."""
+
+    imported: list[str] = field(default_factory=list)
+    conflicts: list[dict[str, Any]] = field(default_factory=list)
+    invalid: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.conflicts and not self.invalid
+
+
+def import_archives(client: AnalysisClient, paths: Iterable[Path], chunk_size: int = 2_000) -> ImportReport:
+    """Push every bundle found in ``paths`` (zips or directories); report conflicts instead of overwriting."""
+    report = ImportReport()
+    for path in paths:
+        try:
+            bundles = read_bundle(path)
+        except BundleError as exc:
+            report.invalid.append({"file": str(path), "member": exc.member, "error": str(exc)})
+            continue
+        for bundle in bundles:
+            with bundle:
+                _import_one(client, bundle, path, chunk_size, report)
+    return report
+
+
+def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: int, report: ImportReport) -> None:
+    try:
+        manifest = bundle.validate()
+    except BundleError as exc:
+        report.invalid.append({"file": str(path), "bundle": bundle.name, "member": exc.member, "error": str(exc)})
+        return
+    def conflict(exc: Conflict) -> None:
+        report.conflicts.append({"file": str(path), "analysis": manifest["analysis_header"],
+                                 "error": exc.message, "details": exc.details})
+
+    try:
+        push_bundle(client, bundle, Progress(), lambda p: None, chunk_size, on_conflict=conflict)
+    except Conflict as exc:  # the header itself: a different analysis already has this uid
+        conflict(exc)
+        return
+    report.imported.append(manifest["analysis_header"])

@@ -1,0 +1,224 @@
+"""The sync driver: deliver finished bundles from a spool directory exactly once.
+
+``RUNS_FINISHED/<bundle>`` → pushed in order through the client, progress
+saved atomically after every step → ``RUNS_SYNCED/<bundle>`` (or a ``.zip``).
+A bundle that cannot be delivered because it is broken or refused is moved
+to ``RUNS_QUARANTINED/`` with its error; an outage of the service only
+delays things. Killed at any instant and restarted, the driver resumes from
+the saved progress; the service's idempotency by uid makes the step that was
+in flight harmless to repeat.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import shutil
+import threading
+import time
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import ujson
+from tqdm import tqdm
+
+from ..client import AnalysisClient, ServiceError, ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from ..client.bundle import Bundle, BundleError, write_atomic, zip_bundle
+from ..client.spool import ACTIVE, FINISHED, QUARANTINED, SYNCED
+from .push import Progress, load_progress, push_bundle, save_progress
+
+__all__ = ["Syncer", "SyncReport"]
+
+log = logging.getLogger(__name__)
+
+STATE = ".sync"
+_TRANSIENT = (ServiceUnreachable, ServiceUnavailable, TooManyRequests)
+
+
+@dataclass
+class SyncReport:
+    """What one pass did, by bundle name."""
+
+    synced: list[str] = field(default_factory=list)
+    deferred: list[str] = field(default_factory=list)  # the service was unreachable: try again later
+    quarantined: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.deferred and not self.quarantined
+
+
+class Syncer:
+    """Delivers the bundles under ``root`` through clients made by ``client_factory`` (one per worker)."""
+
+    def __init__(self, root: Path | str, client_factory: Callable[[], AnalysisClient], *,
+                 concurrency: int = 2, chunk_size: int = 2_000, max_attempts: int = 3,
+                 transient_retries: int = 3, backoff: float = 1.0, zip_synced: bool = False,
+                 progress_bar: bool | None = None) -> None:
+        self.root = Path(root)
+        self.client_factory = client_factory
+        self.concurrency = max(1, concurrency)
+        self.chunk_size = chunk_size
+        self.max_attempts = max_attempts
+        self.transient_retries = transient_retries
+        self.backoff = backoff
+        self.zip_synced = zip_synced
+        self.progress_bar = progress_bar
+        self._local = threading.local()
+        for name in (ACTIVE, FINISHED, SYNCED, QUARANTINED, STATE):
+            (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    # ---- queue ----------------------------------------------------------------
+
+    def pending(self) -> list[Path]:
+        """Finished bundles, highest manifest priority first, then oldest analysis first."""
+        def key(path: Path) -> tuple[int, float, str]:
+            try:
+                manifest = ujson.loads((path / "manifest.json").read_bytes())
+                header = ujson.loads((path / "analysis_header.json").read_bytes())
+                return (-int(manifest.get("priority", 0)), float(header.get("time", 0)), path.name)
+            except (OSError, ValueError, TypeError, AttributeError):
+                return (0, 0.0, path.name)  # broken bundles sort in and get quarantined with a reason
+        bundles = [p for p in (self.root / FINISHED).iterdir() if p.is_dir() and not p.name.startswith(".")]
+        return sorted(bundles, key=key)
+
+    def run_once(self) -> SyncReport:
+        """One pass over every finished bundle."""
+        report = SyncReport()
+        bundles = self.pending()
+        if not bundles:
+            return report
+        total = sum(self._record_count(b) for b in bundles)
+        disable = None if self.progress_bar is None else not self.progress_bar  # None: only on a terminal
+        with tqdm(total=total, unit="rec", desc="sync", disable=disable) as bar:
+            lock = threading.Lock()
+
+            def advance(n: int) -> None:
+                with lock:
+                    bar.update(n)
+
+            with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sync") as pool:
+                outcomes = list(pool.map(lambda b: (b.name, self.sync_bundle(b, advance)), bundles))
+        for name, outcome in outcomes:
+            getattr(report, outcome).append(name)
+        return report
+
+    def watch(self, interval: float = 30.0, stop: threading.Event | None = None) -> None:
+        """Pass after pass until ``stop`` is set (or forever)."""
+        stop = stop or threading.Event()
+        while not stop.is_set():
+            report = self.run_once()
+            if report.synced or report.deferred or report.quarantined:
+                log.info("sync pass: %d synced, %d deferred, %d quarantined",
+                         len(report.synced), len(report.deferred), len(report.quarantined))
+            stop.wait(interval)
+
+    # ---- one bundle -------------------------------------------------------------
+
+    def _client(self) -> AnalysisClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.client_factory()
+        return client
+
+    def _progress_path(self, name: str) -> Path:
+        return self.root / STATE / f"{name}.progress.json"
+
+    @staticmethod
+    def _record_count(path: Path) -> int:
+        try:
+            return sum(ujson.loads((path / "manifest.json").read_bytes())["streams"].values())
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return 0
+
+    def sync_bundle(self, path: Path, on_records: Callable[[int], None] = lambda n: None) -> str:
+        """Deliver one bundle: 'synced', 'deferred' (service unreachable) or 'quarantined'."""
+        name = path.name
+        if self._already_synced(name):
+            self._finish(path)  # a previous run stopped between archiving and cleaning up
+            return "synced"
+        progress_path = self._progress_path(name)
+        progress = load_progress(progress_path)
+        for attempt in range(self.transient_retries + 1):
+            try:
+                with Bundle(path) as bundle:
+                    bundle.validate()
+                    push_bundle(self._client(), bundle, progress, lambda p: save_progress(progress_path, p),
+                                self.chunk_size, on_records)
+                self._finish(path)
+                log.info("synced %s", name)
+                return "synced"
+            except BundleError as exc:
+                return self._quarantine(path, progress, f"corrupt bundle: {exc}", exc.member)
+            except _TRANSIENT as exc:
+                progress.last_error = str(exc)
+                save_progress(progress_path, progress)
+                if attempt == self.transient_retries:
+                    log.warning("deferring %s: the service is not reachable (%s)", name, exc)
+                    return "deferred"
+                time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))  # jittered backoff
+            except ServiceError as exc:
+                progress.attempts += 1
+                progress.last_error = str(exc)
+                save_progress(progress_path, progress)
+                if progress.attempts >= self.max_attempts:
+                    return self._quarantine(path, progress, f"refused by the service: {exc}", None)
+                log.warning("%s refused (attempt %d of %d): %s", name, progress.attempts, self.max_attempts, exc)
+                return "deferred"
+        return "deferred"
+
+    def _already_synced(self, name: str) -> bool:
+        return (self.root / SYNCED / name).exists() or (self.root / SYNCED / f"{name}.zip").exists()
+
+    def _finish(self, path: Path) -> None:
+        """Move a delivered bundle to RUNS_SYNCED (zipped if asked), then forget its progress."""
+        name = path.name
+        if self.zip_synced:
+            target = self.root / SYNCED / f"{name}.zip"
+            if not target.exists():
+                zip_bundle(path, target)
+            shutil.rmtree(path, ignore_errors=True)
+        elif not (self.root / SYNCED / name).exists():
+            path.rename(self.root / SYNCED / name)
+        else:
+            shutil.rmtree(path, ignore_errors=True)
+        self._progress_path(name).unlink(missing_ok=True)
+
+    def _quarantine(self, path: Path, progress: Progress, message: str, member: str | None) -> str:
+        name = path.name
+        log.error("quarantining %s: %s", name, message)
+        target = self.root / QUARANTINED / name
+        if target.exists():
+            shutil.rmtree(target)
+        path.rename(target)
+        record = {"bundle": name, "error": message, "member": member, "attempts": progress.attempts,
+                  "time": time.time()}
+        write_atomic(self.root / QUARANTINED / f"{name}.error.json", ujson.dumps(record, indent=2).encode())
+        self._progress_path(name).unlink(missing_ok=True)
+        return "quarantined"
+
+    # ---- sending a bundle back ---------------------------------------------------
+
+    def reset(self, name: str) -> Path:
+        """Move a synced (or quarantined) bundle back to RUNS_FINISHED so the next pass sends it again."""
+        target = self.root / FINISHED / name
+        if target.exists():
+            raise FileExistsError(f"{target} already exists")
+        for source in (self.root / SYNCED / name, self.root / QUARANTINED / name):
+            if source.is_dir():
+                source.rename(target)
+                (self.root / QUARANTINED / f"{name}.error.json").unlink(missing_ok=True)
+                break
+        else:
+            archive = self.root / SYNCED / f"{name}.zip"
+            if not archive.exists():
+                raise FileNotFoundError(f"no synced or quarantined bundle named {name!r} under {self.root}")
+            tmp = self.root / FINISHED / f".{name}.tmp"
+            with zipfile.ZipFile(archive) as handle:
+                handle.extractall(tmp)
+            tmp.rename(target)
+            archive.unlink()
+        self._progress_path(name).unlink(missing_ok=True)
+        return target
