@@ -4,6 +4,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
+import fastjsonschema
 from jsonschema import Draft7Validator
 
 from ..schemas import load_schema
@@ -19,10 +20,22 @@ def _validator(doc_type: str) -> Draft7Validator:
     return Draft7Validator(load_schema(doc_type))
 
 
+@lru_cache(maxsize=None)
+def _compiled(doc_type: str) -> Any:
+    return fastjsonschema.compile(load_schema(doc_type))
+
+
 def _check_schema(member: str, doc_type: str, doc: dict[str, Any]) -> None:
     from .bundle import BundleError
 
+    try:
+        _compiled(doc_type)(doc)  # fast acceptance; jsonschema below only to explain a failure
+        return
+    except fastjsonschema.JsonSchemaException as exc:
+        fallback = str(exc)
     error = next(iter(_validator(doc_type).iter_errors(doc)), None)
+    if error is None:
+        raise BundleError(member, f"invalid {doc_type}: {fallback}")
     if error is not None:
         path = "/" + "/".join(str(p) for p in error.absolute_path)
         raise BundleError(member, f"invalid {doc_type}: {error.message} (at {path})")

@@ -81,6 +81,7 @@ class RunningService:
     port: int
     database: Any  # pymongo Database, for asserting what was stored
     config: ServiceConfig
+    stop: Callable[[], None] = lambda: None
 
     def count(self, doc_type: str, filt: dict | None = None) -> int:
         return self.database[doc_type].count_documents(filt or {})
@@ -112,16 +113,24 @@ def start_service(service_loop: ServiceLoop, mongo_uri: str, mongo: MongoClient)
     running: list[tuple[HTTPServer, Store, str]] = []
 
     def start(mongo_uri_override: str | None = None, **overrides: Any) -> RunningService:
-        name = f"asst_test_{uuid.uuid4().hex[:12]}"
-        config = replace(ServiceConfig(database=name, db_timeout_ms=3_000), **overrides)
+        config = replace(ServiceConfig(database=f"asst_test_{uuid.uuid4().hex[:12]}", db_timeout_ms=3_000),
+                         **overrides)
         uri = mongo_uri_override or mongo_uri
         server, store, port = service_loop.run(_start(config, uri, create_indexes=mongo_uri_override is None))
-        running.append((server, store, name))
-        return RunningService(f"http://127.0.0.1:{port}", port, mongo[name], config)
+        entry = [server, store, config.database, False]
+        running.append(entry)
+
+        def stop() -> None:
+            if not entry[3]:
+                entry[3] = True
+                service_loop.run(_stop(server, store))
+
+        return RunningService(f"http://127.0.0.1:{port}", port, mongo[config.database], config, stop)
 
     yield start
-    for server, store, name in running:
-        service_loop.run(_stop(server, store))
+    for server, store, name, stopped in running:
+        if not stopped:
+            service_loop.run(_stop(server, store))
         mongo.drop_database(name)
 
 
