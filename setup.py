@@ -26,6 +26,8 @@ INSTALL_REQUIRES = [
     "platformdirs>=3.0",
     # Progress bars for long pushes: the standard, well-kept choice.
     "tqdm>=4.60",
+    "PyYAML>=6.0",
+    "prometheus-client>=0.17",
 ]
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],

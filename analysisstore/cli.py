@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
-from .config import ServiceConfig, default_data_dir
+from .config import default_data_dir
 
 if TYPE_CHECKING:
     from .client import AnalysisClient
@@ -31,22 +31,39 @@ def build_parser() -> argparse.ArgumentParser:
         "serve",
         help="run the service",
         description=(
-            "Run the analysisstore HTTP service. Without --mongo-uri it starts the embedded "
-            "database (SecantusDB, installed with the 'embedded' extra) in --data-dir and stops it "
-            "on exit; with --mongo-uri it uses that MongoDB instead."
+            "Run the analysisstore HTTP service. Without --mongo-uri it starts the embedded database "
+            "(SecantusDB, installed with the 'embedded' extra) in --data-dir and stops it on exit; with "
+            "--mongo-uri it uses that MongoDB. Settings come from defaults < a YAML config file (--config, "
+            "$ASST_CONFIG, or ~/.config/analysisstore/config.yaml / /etc/analysisstore/config.yaml) < "
+            "ASST_<SETTING> environment variables < these flags; --print-config shows the result."
         ),
     )
-    serve.add_argument("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
-    serve.add_argument("--port", type=int, default=8999, help="port to listen on (default: %(default)s)")
-    serve.add_argument("--mongo-uri", default=None,
-                       help="MongoDB URI, e.g. mongodb://db.example:27017 (default: the embedded database)")
-    serve.add_argument("--database", default="analysisstore", help="database name (default: %(default)s)")
-    serve.add_argument("--data-dir", type=Path, default=None,
-                       help=f"embedded database directory (default: {default_data_dir()})")
-    serve.add_argument("--stale-after", type=float, default=24.0, metavar="HOURS",
+    serve.add_argument("--config", type=Path, help="YAML config file")
+    serve.add_argument("--print-config", action="store_true", help="print the effective settings and exit")
+    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
+    serve.add_argument("--port", help="port to listen on (default: 8999)")
+    serve.add_argument("--mongo-uri", help="MongoDB URI, e.g. mongodb://db.example:27017 (default: embedded)")
+    serve.add_argument("--database", help="database name (default: analysisstore)")
+    serve.add_argument("--data-dir", help=f"embedded database directory (default: {default_data_dir()})")
+    serve.add_argument("--processes", help="worker processes sharing the port (default: 1)")
+    serve.add_argument("--pid-file", help="write the main process id to this file")
+    serve.add_argument("--log-level", help="debug, info, warning or error (default: info)")
+    serve.add_argument("--log-format", help="text or json (default: text)")
+    serve.add_argument("--log-file", help="log to this file instead of stderr")
+    serve.add_argument("--stale-after", type=float, metavar="HOURS",
                        help="report an analysis without a tail as 'stale' after this many hours (default: 24)")
-    serve.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
-                       help="log verbosity (default: %(default)s)")
+
+    token = sub.add_parser("token", help="make access tokens",
+                           description="Token management. Tokens are stored hashed in the config file.")
+    token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
+    token_sub.required = True
+    create = token_sub.add_parser("create", help="print a new random token and the config lines for it")
+    create.add_argument("--scope", action="append", choices=["read", "write"],
+                        help="read and/or write (repeatable; default: read)")
+    create.add_argument("--name", default="token", help="a name to recognise it by in the config")
+
+    status = sub.add_parser("status", help="is a service answering? its version, database and counts")
+    _add_service_options(status)
     _add_sync(sub)
     _add_archive(sub)
     return parser
@@ -174,30 +191,82 @@ def _run_import(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+_SERVE_FLAGS = ("host", "port", "mongo_uri", "database", "data_dir", "processes", "pid_file", "log_level",
+                "log_format", "log_file")
+
+
+def _run_serve(args: argparse.Namespace) -> int:
+    from .config import ConfigError, load_config
+    from .logs import configure_logging
+
+    flags = {key: getattr(args, key) for key in _SERVE_FLAGS if getattr(args, key) is not None}
+    if args.stale_after is not None:
+        flags["stale_after_seconds"] = args.stale_after * 3600.0
+    try:
+        config = load_config(flags, args.config)
+    except ConfigError as exc:
+        print(f"analysisstore: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if args.print_config:
+        width = max(len(key) for key, _, _ in config.describe())
+        for key, value, source in config.describe():
+            print(f"{key:<{width}}  {value:<40}  ({source})")
+        return 0
+    configure_logging(config.log_level, config.log_format, config.log_file)
+    from .server import serve  # server dependencies only for the commands that need them
+
+    serve(config)
+    return 0
+
+
+def _run_token(args: argparse.Namespace) -> int:
+    from .auth import digest, new_token
+
+    token = new_token()
+    scopes = sorted(set(args.scope or ["read"]))
+    print(f"token: {token}")
+    print("Give the token to its user (it is not stored anywhere); add this to the service's config file:")
+    print("tokens:")
+    print(f"  - name: {args.name}")
+    print(f"    sha256: {digest(token)}")
+    print(f"    scopes: [{', '.join(scopes)}]")
+    return 0
+
+
+def _run_status(args: argparse.Namespace) -> int:
+    from .client import AnalysisClient, AnalysisStoreClientError
+
+    client = AnalysisClient({"url": args.url, "token": args.token, "retries": 0})
+    if not client.connection_status():
+        print(f"no analysisstore service answers at {args.url}")
+        return 1
+    try:
+        status = client.status()
+    except AnalysisStoreClientError as exc:
+        print(f"service at {args.url} answers, but: {exc}")
+        return 1
+    print(f"analysisstore {status['version']} at {args.url}, database {status['database']!r}")
+    for doc_type, count in status["counts"].items():
+        print(f"  {doc_type:<24}{count:>12}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, args.log_level),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    if args.command == "serve":
+        return _run_serve(args)
+    if args.command == "token":
+        return _run_token(args)
+    logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.command == "status":
+        return _run_status(args)
     if args.command == "sync":
         return _run_sync(args)
     if args.command == "export":
         return _run_export(args)
     if args.command == "import":
         return _run_import(args)
-    if args.command == "serve":
-        from .server import serve  # server dependencies only for the commands that need them
-
-        serve(ServiceConfig(
-            host=args.host,
-            port=args.port,
-            mongo_uri=args.mongo_uri,
-            database=args.database,
-            data_dir=args.data_dir,
-            stale_after_seconds=args.stale_after * 3600.0,
-        ))
     return 0
 
 

@@ -1,17 +1,171 @@
-"""Settings of one service process (flags, environment and config files arrive later)."""
+"""Settings of the service: one typed object from four sources, each value knowing where it came from.
+
+Precedence: defaults < YAML config file < ``ASST_*`` environment variables <
+command-line flags. An unknown key or a bad value stops start-up with a
+message naming the key and its source.
+"""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import ipaddress
+import os
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
+from typing import Any, Callable, Mapping
 
 import platformdirs
+import yaml
 
-__all__ = ["ServiceConfig", "default_data_dir"]
+__all__ = ["ServiceConfig", "ConfigError", "TokenEntry", "default_data_dir", "default_config_paths",
+           "load_config", "SETTINGS"]
+
+
+class ConfigError(ValueError):
+    """A setting is unknown or has a bad value; the message names the key and its source."""
 
 
 def default_data_dir() -> Path:
     """Where the embedded database keeps its files unless told otherwise."""
     return Path(platformdirs.user_data_dir("analysisstore")) / "db"
+
+
+def default_config_paths() -> list[Path]:
+    """Where a config file is looked for when none is named: the user's, then the system's."""
+    return [Path(platformdirs.user_config_dir("analysisstore")) / "config.yaml",
+            Path("/etc/analysisstore/config.yaml")]
+
+
+@dataclass(frozen=True)
+class TokenEntry:
+    """One accepted bearer token: its sha256 (never the token itself) and its scopes."""
+
+    name: str
+    sha256: str
+    scopes: frozenset[str]
+
+
+# ---- value parsers: each takes a raw value (str from env/flags, typed from YAML) ----
+
+def _int(low: int, high: int | None = None) -> Callable[[Any], int]:
+    def parse(value: Any) -> int:
+        if isinstance(value, bool):
+            raise ValueError("expected an integer")
+        number = int(value)
+        if number < low or (high is not None and number > high):
+            raise ValueError(f"expected {low}..{high if high is not None else '∞'}")
+        return number
+    return parse
+
+
+def _float(low: float) -> Callable[[Any], float]:
+    def parse(value: Any) -> float:
+        if isinstance(value, bool):
+            raise ValueError("expected a number")
+        number = float(value)
+        if number < low:
+            raise ValueError(f"expected at least {low}")
+        return number
+    return parse
+
+
+def _bool(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def _optional_bool(value: Any) -> bool | None:
+    if value is None or str(value).strip().lower() in ("auto", ""):
+        return None
+    return _bool(value)
+
+
+def _str(value: Any) -> str:
+    if not isinstance(value, str) or not value:
+        raise ValueError("expected a non-empty string")
+    return value
+
+
+def _optional_str(value: Any) -> str | None:
+    return None if value in (None, "") else _str(value)
+
+
+def _optional_path(value: Any) -> Path | None:
+    return None if value in (None, "") else Path(os.path.expanduser(_str(value)))
+
+
+def _choice(*options: str) -> Callable[[Any], str]:
+    def parse(value: Any) -> str:
+        text = str(value).lower()
+        if text not in options:
+            raise ValueError(f"expected one of {', '.join(options)}")
+        return text
+    return parse
+
+
+def _str_list(value: Any) -> tuple[str, ...]:
+    if isinstance(value, str):
+        items = [v.strip() for v in value.split(",") if v.strip()]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        items = value
+    else:
+        raise ValueError("expected a list of strings (comma-separated in the environment)")
+    return tuple(items)
+
+
+def _tokens(value: Any) -> tuple[TokenEntry, ...]:
+    if not isinstance(value, list):
+        raise ValueError("expected a list of {name, sha256, scopes}")
+    entries = []
+    for i, item in enumerate(value):
+        if not isinstance(item, dict) or set(item) - {"name", "sha256", "scopes"}:
+            raise ValueError(f"entry {i}: expected {{name, sha256, scopes}}")
+        digest = str(item.get("sha256", "")).lower()
+        if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+            raise ValueError(f"entry {i}: sha256 must be 64 hex digits (see `analysisstore token create`)")
+        scopes = frozenset(_str_list(item.get("scopes", ["read"])))
+        if not scopes or scopes - {"read", "write"}:
+            raise ValueError(f"entry {i}: scopes are read and/or write")
+        entries.append(TokenEntry(str(item.get("name", f"token-{i}")), digest, scopes))
+    return tuple(entries)
+
+
+@dataclass(frozen=True)
+class Setting:
+    parse: Callable[[Any], Any]
+    help: str
+    secret: bool = False
+
+
+#: Every setting: the config-file key; ``ASST_<KEY>`` in the environment; ``--key-with-dashes`` as a flag.
+SETTINGS: dict[str, Setting] = {
+    "host": Setting(_str, "address to listen on"),
+    "port": Setting(_int(0, 65535), "port to listen on"),
+    "mongo_uri": Setting(_optional_str, "MongoDB URI; empty: the embedded database", secret=True),
+    "database": Setting(_str, "database name"),
+    "data_dir": Setting(_optional_path, "embedded database directory"),
+    "processes": Setting(_int(1, 64), "worker processes sharing the port"),
+    "pid_file": Setting(_optional_path, "write the main process id here"),
+    "log_level": Setting(_choice("debug", "info", "warning", "error"), "log verbosity"),
+    "log_format": Setting(_choice("text", "json"), "log line format"),
+    "log_file": Setting(_optional_path, "log to this file instead of stderr"),
+    "max_body_bytes": Setting(_int(1024), "largest request body (413 above)"),
+    "max_bulk_items": Setting(_int(1), "most documents in one bulk request (413 above)"),
+    "query_max_time_ms": Setting(_int(1), "time limit of every database query"),
+    "db_timeout_ms": Setting(_int(1), "how long to wait for the database before answering 503"),
+    "retry_after_seconds": Setting(_int(1), "Retry-After sent with 503"),
+    "stale_after_seconds": Setting(_float(1.0), "age after which an analysis without tail is 'stale'"),
+    "require_auth": Setting(_optional_bool, "require tokens (auto: when listening beyond loopback)"),
+    "tokens": Setting(_tokens, "accepted tokens: [{name, sha256, scopes}]", secret=True),
+    "token_file": Setting(_optional_path, "YAML file with more tokens (same shape as 'tokens')"),
+    "metrics_public": Setting(_bool, "serve /metrics without a token when auth is on"),
+    "cors_origins": Setting(_str_list, "browser origins allowed to call the API (CORS)"),
+    "drain_seconds": Setting(_float(0.0), "how long SIGTERM waits for in-flight requests"),
+}
 
 
 @dataclass(frozen=True)
@@ -23,6 +177,11 @@ class ServiceConfig:
     mongo_uri: str | None = None
     database: str = "analysisstore"
     data_dir: Path | None = None
+    processes: int = 1
+    pid_file: Path | None = None
+    log_level: str = "info"
+    log_format: str = "text"
+    log_file: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     max_bulk_items: int = 50_000
     query_max_time_ms: int = 10_000
@@ -30,3 +189,124 @@ class ServiceConfig:
     retry_after_seconds: int = 5
     #: An analysis without a tail older than this is reported as "stale" rather than "running".
     stale_after_seconds: float = 24 * 3600.0
+    require_auth: bool | None = None
+    tokens: tuple[TokenEntry, ...] = ()
+    token_file: Path | None = None
+    metrics_public: bool = False
+    cors_origins: tuple[str, ...] = ()
+    drain_seconds: float = 10.0
+    #: Where each setting's value came from: default, file:<path>, env:ASST_X, flag:--x.
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+    @property
+    def loopback_only(self) -> bool:
+        try:
+            return ipaddress.ip_address(self.host).is_loopback
+        except ValueError:
+            return self.host == "localhost"
+
+    @property
+    def auth_enabled(self) -> bool:
+        return self.loopback_only is False if self.require_auth is None else self.require_auth
+
+    def describe(self) -> list[tuple[str, str, str]]:
+        """(key, value, source) for every setting, secrets masked."""
+        rows = []
+        for key, setting in SETTINGS.items():
+            value = getattr(self, key)
+            if setting.secret and value:
+                shown = _mask(key, value)
+            elif isinstance(value, tuple):
+                shown = ", ".join(value) or "[]"
+            else:
+                shown = "" if value is None else str(value)
+            rows.append((key, shown, self.sources.get(key, "default")))
+        return rows
+
+
+def _mask(key: str, value: Any) -> str:
+    if key == "tokens":
+        return ", ".join(f"{t.name} ({'+'.join(sorted(t.scopes))})" for t in value)
+    text = str(value)
+    if "@" in text and "://" in text:  # mongodb://user:password@host → mongodb://***@host
+        scheme, rest = text.split("://", 1)
+        return f"{scheme}://***@{rest.split('@', 1)[1]}"
+    return text
+
+
+def _apply(values: dict[str, Any], sources: dict[str, str], raw: Mapping[str, Any], source: str) -> None:
+    for key, value in raw.items():
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting {key!r} in {source}; known: {', '.join(SETTINGS)}")
+        try:
+            values[key] = SETTINGS[key].parse(value)
+        except (ValueError, TypeError) as exc:
+            raise ConfigError(f"bad value for {key!r} in {source}: {exc}") from None
+        sources[key] = source
+
+
+def _read_yaml(path: Path, what: str) -> Mapping[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read {what} {path}: {exc}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{what} {path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{what} {path} must be a mapping of settings")
+    return data
+
+
+def load_config(flags: Mapping[str, Any] | None = None, config_file: Path | None = None,
+                environ: Mapping[str, str] | None = None) -> ServiceConfig:
+    """Defaults < config file < ASST_* environment < flags (only flags given on the command line)."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    path = config_file or (Path(environ["ASST_CONFIG"]) if environ.get("ASST_CONFIG") else None)
+    if path is None:
+        path = next((p for p in default_config_paths() if p.is_file()), None)
+    elif not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    if path is not None:
+        _apply(values, sources, _read_yaml(path, "config file"), f"file:{path}")
+    env = {k[5:].lower(): v for k, v in environ.items()
+           if k.startswith("ASST_") and k not in ("ASST_CONFIG", "ASST_URL", "ASST_TOKEN")}
+    for key in env:
+        if key not in SETTINGS:
+            raise ConfigError(f"unknown setting in the environment: ASST_{key.upper()}")
+    for key, value in env.items():
+        if key == "tokens":
+            raise ConfigError("ASST_TOKENS is not supported; put tokens in the config file or token_file")
+        _apply(values, sources, {key: value}, f"env:ASST_{key.upper()}")
+    for key, value in (flags or {}).items():
+        _apply(values, sources, {key: value}, f"flag:--{key.replace('_', '-')}")
+    if values.get("token_file"):
+        extra = _read_yaml_list(values["token_file"])
+        try:
+            values["tokens"] = tuple(values.get("tokens", ())) + _tokens(extra)
+        except ValueError as exc:
+            raise ConfigError(f"bad value in token_file {values['token_file']}: {exc}") from None
+    config = replace(ServiceConfig(), **values, sources=sources)
+    if config.auth_enabled and not config.tokens:
+        raise ConfigError(
+            f"authentication is required (host {config.host!r} is not loopback, or require_auth is set) but "
+            "no tokens are configured: add tokens (see `analysisstore token create`) or set require_auth: false"
+        )
+    return config
+
+
+def _read_yaml_list(path: Path) -> list[Any]:
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or []
+    except (OSError, yaml.YAMLError) as exc:
+        raise ConfigError(f"cannot read token_file {path}: {exc}") from None
+    if isinstance(data, dict) and "tokens" in data:
+        data = data["tokens"]
+    if not isinstance(data, list):
+        raise ConfigError(f"token_file {path} must hold a list of tokens")
+    return data
+
+
+def config_fields() -> list[str]:
+    return [f.name for f in fields(ServiceConfig) if f.name != "sources"]

@@ -10,6 +10,8 @@ from typing import Any
 __all__ = [
     "AnalysisStoreError",
     "BadRequest",
+    "Unauthorized",
+    "Forbidden",
     "NotFound",
     "MethodNotAllowed",
     "Conflict",
@@ -37,6 +39,20 @@ class BadRequest(AnalysisStoreError):
 
     status = 400
     type_name = "BadRequest"
+
+
+class Unauthorized(AnalysisStoreError):
+    """No bearer token, or one the service does not know."""
+
+    status = 401
+    type_name = "Unauthorized"
+
+
+class Forbidden(AnalysisStoreError):
+    """The token lacks the scope this call needs."""
+
+    status = 403
+    type_name = "Forbidden"
 
 
 class NotFound(AnalysisStoreError):

@@ -11,7 +11,8 @@ from typing import Any
 
 from .documents import prepare
 from .errors import AnalysisStoreError, PayloadTooLarge
-from .store import ItemResult, Store, WriteOutcome
+from .metrics import Metrics
+from .store import INSERTED, ItemResult, Store, WriteOutcome
 
 __all__ = ["ingest", "MAX_ERROR_DETAILS"]
 
@@ -36,7 +37,8 @@ def _raise_for_failures(doc_type: str, outcome: WriteOutcome) -> None:
     raise type(first.error)(summary, details)
 
 
-async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: int) -> WriteOutcome:
+async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: int,
+                 metrics: Metrics | None = None) -> WriteOutcome:
     """Validate and store ``raw_docs`` (all of one type); raise if any is rejected."""
     if len(raw_docs) > max_items:
         raise PayloadTooLarge(
@@ -54,5 +56,8 @@ async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: in
         checked.items.append(item)
     _raise_for_failures(doc_type, checked)
     outcome = await store.insert(doc_type, prepared)
+    if metrics is not None:
+        inserted = sum(1 for item in outcome.items if item.result == INSERTED and item.error is None)
+        metrics.inserted.labels(doc_type).inc(inserted)
     _raise_for_failures(doc_type, outcome)
     return outcome

@@ -16,6 +16,8 @@ __all__ = ["openapi_spec"]
 
 _ERROR_STATUSES = {
     "400": "Malformed JSON, or a query or parameter the service refuses",
+    "401": "No bearer token, or an unknown one (when auth is on)",
+    "403": "The token lacks the scope (read or write) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
     "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
@@ -134,6 +136,14 @@ def openapi_spec() -> dict[str, Any]:
         "/api/v1/openapi.json": {
             "get": {"summary": "This document", "responses": {"200": _json({"type": "object"}, "OpenAPI 3")}},
         },
+        "/api/v1/status": {"get": {"summary": "Version, database and approximate document counts",
+                                   "responses": {"200": _json({"type": "object", "properties": {
+                                       "version": {"type": "string"}, "database": {"type": "string"},
+                                       "counts": {"type": "object"}}}, "Status"), **_errors("401", "403", "503")}}},
+        "/metrics": {"get": {"summary": "Prometheus metrics (needs the read scope unless metrics_public)",
+                             "responses": {"200": {"description": "Prometheus text format",
+                                                   "content": {"text/plain": {"schema": {"type": "string"}}}},
+                                           **_errors("401", "403")}}},
         "/healthz": {"get": {"summary": "The process is up", "responses": {
             "200": _json({"type": "object"}, "Up")}}},
         "/readyz": {"get": {"summary": "The database answers", "responses": {
@@ -180,9 +190,14 @@ def openapi_spec() -> dict[str, Any]:
     return {
         "openapi": "3.1.0",
         "info": {"title": "analysisstore", "version": __version__,
-                 "description": "Provenance store for scientific data analysis. Every error has the Error shape."},
+                 "description": "Provenance store for scientific data analysis. Every error has the Error shape. "
+                                "When auth is on, reads need a token with the read scope and writes the write "
+                                "scope (Authorization: Bearer <token>); /healthz, /readyz, the schemas and this "
+                                "document are open."},
         "paths": paths,
+        "security": [{"bearer": []}, {}],
         "components": {
+            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "schemas": schemas,
             "responses": {f"E{s}": _json(_ref("Error"), text) for s, text in _ERROR_STATUSES.items()},
         },

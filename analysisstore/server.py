@@ -1,27 +1,39 @@
-"""Run the service: connect, ensure indexes, listen; on SIGTERM/SIGINT drain and stop."""
+"""Run the service: connect, ensure indexes, listen; on SIGTERM/SIGINT drain and stop.
+
+With ``processes > 1`` the main process binds the port, starts the embedded
+database if needed, forks the workers and supervises them: SIGTERM/SIGINT
+is passed on to every worker, each drains its in-flight requests, and the
+main process stops the database and removes the pid file last.
+"""
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
+import socket
+import sys
+import tempfile
+from contextlib import ExitStack
+from pathlib import Path
 
-from tornado.httpserver import HTTPServer
-
-from .app import make_app
 from .config import ServiceConfig, default_data_dir
 from .embedded import EmbeddedMongo
 from .errors import DatabaseUnavailable
-from .store import Store
 
 __all__ = ["serve", "run_service"]
 
 log = logging.getLogger(__name__)
 
-DRAIN_SECONDS = 10.0
 
-
-async def run_service(config: ServiceConfig, mongo_uri: str) -> None:
+async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socket.socket] | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop listening, drain in-flight requests, close the DB client."""
+    from tornado.httpserver import HTTPServer
+    from tornado.netutil import bind_sockets
+
+    from .app import make_app  # after PROMETHEUS_MULTIPROC_DIR is set
+    from .store import Store
+
     store = Store.connect(mongo_uri, config.database, config.query_max_time_ms, config.db_timeout_ms)
     try:
         await store.ensure_indexes()
@@ -32,8 +44,9 @@ async def run_service(config: ServiceConfig, mongo_uri: str) -> None:
     # The body limit is enforced per request by the handlers (JSON 413);
     # the transport limit only has to be above it.
     server = HTTPServer(app, max_body_size=config.max_body_bytes + 1, idle_connection_timeout=120)
-    server.listen(config.port, config.host)
-    log.info("analysisstore listening on http://%s:%d (database %r)", config.host, config.port, config.database)
+    server.add_sockets(sockets or bind_sockets(config.port, config.host))
+    log.info("analysisstore listening on http://%s:%d (database %r, auth %s)", config.host, config.port,
+             config.database, "on" if config.auth_enabled else "off")
 
     stopping = asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -41,22 +54,93 @@ async def run_service(config: ServiceConfig, mongo_uri: str) -> None:
         loop.add_signal_handler(sig, stopping.set)
     await stopping.wait()
 
-    log.info("stopping: no new connections, draining in-flight requests (up to %.0fs)", DRAIN_SECONDS)
+    log.info("stopping: no new connections, draining in-flight requests (up to %.0fs)", config.drain_seconds)
     server.stop()
     try:
-        await asyncio.wait_for(server.close_all_connections(), DRAIN_SECONDS)
+        await asyncio.wait_for(server.close_all_connections(), config.drain_seconds)
     except asyncio.TimeoutError:
-        log.warning("some connections were still open after %.0fs; closing anyway", DRAIN_SECONDS)
+        log.warning("connections still open after %.0fs; closing anyway", config.drain_seconds)
     await store.close()
     log.info("stopped")
 
 
+def _write_pid_file(path: Path) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(f"{os.getpid()}\n")
+    os.replace(tmp, path)
+
+
+def _supervise(config: ServiceConfig, mongo_uri: str) -> None:
+    """Fork ``config.processes`` workers on one bound port; pass signals on; wait for all of them."""
+    from tornado.netutil import bind_sockets
+
+    sockets = bind_sockets(config.port, config.host)
+    children: dict[int, int] = {}
+    for worker in range(config.processes):
+        pid = os.fork()
+        if pid == 0:  # worker
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+            signal.signal(signal.SIGINT, signal.SIG_DFL)
+            code = 0
+            try:
+                asyncio.run(run_service(config, mongo_uri, sockets))
+            except SystemExit as exc:
+                code = exc.code if isinstance(exc.code, int) else 1
+                if not isinstance(exc.code, int):
+                    log.error("%s", exc.code)
+            except BaseException:  # noqa: BLE001 - a worker must never return into the supervisor's code
+                log.exception("worker %d failed", worker)
+                code = 1
+            finally:
+                logging.shutdown()
+                os._exit(code)
+        children[pid] = worker
+    for sock in sockets:
+        sock.close()
+    log.info("started %d worker processes: %s", config.processes, sorted(children))
+
+    def forward(signum: int, _frame: object) -> None:
+        for pid in children:
+            try:
+                os.kill(pid, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    failures = 0
+    while children:
+        try:
+            pid, status = os.wait()
+        except ChildProcessError:
+            break
+        children.pop(pid, None)
+        if os.waitstatus_to_exitcode(status) != 0:
+            failures += 1
+            log.error("worker %d exited with %d; stopping the others", pid, os.waitstatus_to_exitcode(status))
+            forward(signal.SIGTERM, None)
+    if failures:
+        raise SystemExit(1)
+
+
 def serve(config: ServiceConfig) -> None:
     """Start the embedded database unless a URI is configured, run the service, stop both."""
-    if config.mongo_uri:
-        asyncio.run(run_service(config, config.mongo_uri))
-        return
-    data_dir = config.data_dir or default_data_dir()
-    log.info("no --mongo-uri given: starting the embedded database in %s", data_dir)
-    with EmbeddedMongo(data_dir) as embedded:
-        asyncio.run(run_service(config, embedded.uri))
+    with ExitStack() as stack:
+        if config.pid_file:
+            _write_pid_file(config.pid_file)
+            stack.callback(lambda: config.pid_file.unlink(missing_ok=True))  # type: ignore[union-attr]
+        if config.processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+            metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-metrics-"))
+            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        mongo_uri = config.mongo_uri
+        if not mongo_uri:
+            data_dir = config.data_dir or default_data_dir()
+            log.info("no mongo_uri given: starting the embedded database in %s", data_dir)
+            mongo_uri = stack.enter_context(EmbeddedMongo(data_dir)).uri
+        if config.processes > 1:
+            if sys.platform == "win32":
+                raise SystemExit("--processes > 1 needs fork (Linux, macOS)")
+            _supervise(config, mongo_uri)
+        else:
+            asyncio.run(run_service(config, mongo_uri))

@@ -344,6 +344,11 @@ class Store:
                 docs.extend(await cursor.to_list())
         return docs[:limit], len(docs) > limit
 
+    async def counts(self) -> dict[str, int]:
+        """Approximate document count of every collection (from metadata: cheap at any size)."""
+        with _database_errors():
+            return {t: await self.db[t].estimated_document_count(maxTimeMS=self.max_time_ms) for t in DOC_TYPES}
+
     async def count(self, doc_type: str, filt: dict[str, Any]) -> int:
         """Exact number of matches."""
         with _database_errors():

@@ -388,6 +388,10 @@ class AnalysisClient:
                 return
             params["cursor"] = page["meta"]["next_cursor"]
 
+    def status(self) -> dict[str, Any]:
+        """The service's version, database name and approximate document counts."""
+        return self._transport.json("GET", "api/v1/status")
+
     def get_analysis(self, uid: str) -> dict[str, Any]:
         """One analysis whole: ``header``, ``streams`` (each with ``record_count``), ``tail``, ``status``."""
         view = self._transport.json("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}")

@@ -10,10 +10,20 @@ import ujson
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..config import ServiceConfig
-from ..errors import AnalysisStoreError, BadRequest, DatabaseUnavailable, NotFound, PayloadTooLarge
+from ..auth import scopes_for
+from ..errors import (
+    AnalysisStoreError,
+    BadRequest,
+    DatabaseUnavailable,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    Unauthorized,
+)
+from ..metrics import Metrics
 from ..store import Store
 
-__all__ = ["BaseHandler", "NotFoundHandler", "dumps", "error_body"]
+__all__ = ["BaseHandler", "NotFoundHandler", "OPEN", "dumps", "error_body"]
 
 log = logging.getLogger(__name__)
 
@@ -67,15 +77,62 @@ class BaseHandler(RequestHandler):
             self._request_id = incoming if ok else uuid.uuid4().hex
         return self._request_id
 
+    @property
+    def metrics(self) -> Metrics:
+        return self.settings["metrics"]
+
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.set_header("X-Request-ID", self.request_id)
+        origin = self.request.headers.get("Origin")
+        if origin and origin in self.config.cors_origins:  # set here so error responses carry it too
+            self.set_header("Access-Control-Allow-Origin", origin)
+            self.set_header("Access-Control-Expose-Headers", "X-Request-ID, Link, Retry-After")
+            self.set_header("Vary", "Origin")
+
+    # ---- authorisation -------------------------------------------------------------
+
+    #: Scope each method needs; None means open. Handlers override (search is a read).
+    scopes: dict[str, str | None] = {"GET": "read", "HEAD": "read", "POST": "write", "PATCH": "write",
+                                      "PUT": "write", "DELETE": "write"}
+
+    def required_scope(self) -> str | None:
+        return self.scopes.get(self.request.method or "GET", "write")
+
+    def _authorize(self) -> None:
+        needed = self.required_scope()
+        if needed is None or not self.config.auth_enabled:
+            return
+        header = self.request.headers.get("Authorization", "")
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            self.set_header("WWW-Authenticate", 'Bearer realm="analysisstore"')
+            raise Unauthorized("this service needs a bearer token: Authorization: Bearer <token>")
+        granted = scopes_for(token.strip(), self.settings["tokens"])
+        if granted is None:
+            self.set_header("WWW-Authenticate", 'Bearer realm="analysisstore", error="invalid_token"')
+            raise Unauthorized("the bearer token is not known to this service")
+        if needed not in granted:
+            raise Forbidden(f"the token may {' and '.join(sorted(granted))}, but this call needs {needed!r}")
+
+    def options(self, *args: Any) -> None:
+        """CORS preflight: 204 for a listed origin, 403 otherwise."""
+        origin = self.request.headers.get("Origin")
+        if not origin or origin not in self.config.cors_origins:
+            raise Forbidden(f"origin {origin!r} is not allowed to call this service")
+        self.set_header("Access-Control-Allow-Methods", "GET, POST, PATCH, OPTIONS")
+        self.set_header("Access-Control-Allow-Headers", "Authorization, Content-Type, Accept, X-Request-ID")
+        self.set_header("Access-Control-Max-Age", "600")
+        self.set_status(204)
+        self.finish()
 
     # ---- request bodies, bounded while they arrive ----------------------------
 
     def prepare(self) -> None:
         self._chunks: list[bytes] = []
         self._received = 0
+        if self.request.method != "OPTIONS":
+            self._authorize()
         declared = self.request.headers.get("Content-Length")
         if declared is not None and declared.isdigit() and int(declared) > self.config.max_body_bytes:
             raise self._too_large()
@@ -117,6 +174,9 @@ class BaseHandler(RequestHandler):
             status, type_name, message, details = exc.status, exc.type_name, exc.message, exc.details
             if isinstance(exc, DatabaseUnavailable):
                 self.set_header("Retry-After", str(self.config.retry_after_seconds))
+                self.metrics.database_errors.inc()
+            if isinstance(exc, Unauthorized):
+                self.set_header("WWW-Authenticate", 'Bearer realm="analysisstore"')
         elif isinstance(exc, HTTPError):
             status, type_name, details = exc.status_code, _type_name_for(exc.status_code), []
             message = exc.log_message % exc.args if exc.log_message else (exc.reason or self._reason)
@@ -128,6 +188,11 @@ class BaseHandler(RequestHandler):
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
         self.finish(dumps(error_body(status, type_name, message, details, self.request_id)))
+
+    def on_finish(self) -> None:
+        route = type(self).__name__
+        self.metrics.requests.labels(route, self.request.method, str(self.get_status())).inc()
+        self.metrics.latency.labels(route, self.request.method).observe(self.request.request_time())
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AnalysisStoreError) and value.status < 500:
@@ -144,5 +209,10 @@ class BaseHandler(RequestHandler):
 class NotFoundHandler(BaseHandler):
     """Every unknown route: a JSON 404, never an HTML page."""
 
+    scopes: dict[str, str | None] = {}
+
     def prepare(self) -> None:
         raise NotFound(f"no route for {self.request.method} {self.request.path}")
+
+
+OPEN: dict[str, str | None] = {"GET": None, "HEAD": None, "OPTIONS": None}

@@ -91,7 +91,7 @@ class DocumentCollectionHandler(PagingHandler):
     async def post(self, doc_type: str) -> None:
         body = self.json_body()
         bulk = isinstance(body, list)
-        outcome = await ingest(self.store, doc_type, body if bulk else [body], self.config.max_bulk_items)
+        outcome = await ingest(self.store, doc_type, body if bulk else [body], self.config.max_bulk_items, self.metrics)
         if bulk:
             items = [item.as_json() for item in outcome.items]
             self.write_json({
@@ -119,6 +119,8 @@ class DocumentCollectionHandler(PagingHandler):
 
 class SearchHandler(PagingHandler):
     """``POST /api/v1/{doc_type}/search`` with a JSON filter and the same paging as GET."""
+
+    scopes = {"POST": "read"}  # a search only reads
 
     async def post(self, doc_type: str) -> None:
         body = self.json_body()

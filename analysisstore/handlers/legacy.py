@@ -14,7 +14,7 @@ import ujson
 from ..errors import BadRequest, ValidationFailed
 from ..ingest import ingest
 from ..queries import check_filter
-from .base import BaseHandler, dumps
+from .base import OPEN, BaseHandler, dumps
 
 __all__ = ["routes"]
 
@@ -49,11 +49,11 @@ class LegacyHandler(BaseHandler):
         if signature == f"insert_{self.doc_type}":
             if not isinstance(payload, dict):
                 raise BadRequest("the payload of an insert must be a JSON object")
-            outcome = await ingest(self.store, self.doc_type, [payload], self.config.max_bulk_items)
+            outcome = await ingest(self.store, self.doc_type, [payload], self.config.max_bulk_items, self.metrics)
             self.write_json({"status": True, "uid": outcome.items[0].uid})
         elif signature == "bulk_data_reference_insert" and self.doc_type == "data_reference":
             records = self._bulk_records(payload)
-            outcome = await ingest(self.store, "data_reference", records, self.config.max_bulk_items)
+            outcome = await ingest(self.store, "data_reference", records, self.config.max_bulk_items, self.metrics)
             self.write_json({"status": True, "items": [item.as_json() for item in outcome.items]})
         else:
             expected = [f"insert_{self.doc_type}"]
@@ -106,7 +106,9 @@ class LegacyHandler(BaseHandler):
 
 
 class IsConnectedHandler(BaseHandler):
-    """``GET /is_connected``: the 0.x liveness probe (200, empty body)."""
+    """``GET /is_connected``: the 0.x liveness probe (200, empty body). Open."""
+
+    scopes = OPEN
 
     def get(self) -> None:
         self.finish()
