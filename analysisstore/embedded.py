@@ -56,10 +56,11 @@ class EmbeddedMongo:
     down cleanly (WiredTiger checkpoints on exit, so data survives).
     """
 
-    def __init__(self, data_dir: Path | str, startup_timeout: float = 60.0) -> None:
+    def __init__(self, data_dir: Path | str, startup_timeout: float = 60.0, port: int | None = None) -> None:
         self.data_dir = str(data_dir)
         self.startup_timeout = startup_timeout
-        self.port: int | None = None
+        self.fixed_port = port
+        self.port: int | None = port
         self._process: subprocess.Popen[bytes] | None = None
         self._log_path: Path | None = None
 
@@ -88,7 +89,7 @@ class EmbeddedMongo:
             os.close(fd)
             self._log_path = Path(name)
         for attempt in range(3):  # a port taken between choosing and binding: try another
-            self.port = _free_port()
+            self.port = self.fixed_port or _free_port()
             self._spawn()
             if self._wait_until_ready():
                 log.info("embedded database ready at %s (data in %s)", self.uri, self.data_dir)

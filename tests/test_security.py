@@ -1,0 +1,140 @@
+"""Tokens and scopes on every class of route, CORS, and the metrics endpoint."""
+from __future__ import annotations
+
+import pytest
+import requests
+
+from analysisstore.auth import digest
+from analysisstore.client import AnalysisClient, Forbidden, Unauthorized
+from analysisstore.config import TokenEntry
+from helpers import assert_error, header_doc
+
+READ, WRITE = "read-token", "write-token"
+TOKENS = (TokenEntry("reader", digest(READ), frozenset({"read"})),
+          TokenEntry("writer", digest(WRITE), frozenset({"read", "write"})))
+
+
+@pytest.fixture
+def secured(start_service):
+    service = start_service(require_auth=True, tokens=TOKENS)
+    requests.post(f"{service.url}/api/v1/analysis_header", json=header_doc(uid="h1"),
+                  headers={"Authorization": f"Bearer {WRITE}"}).raise_for_status()
+    return service
+
+
+def _call(service, method, path, token=None, body=None):
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    return requests.request(method, service.url + path, json=body, headers=headers, timeout=30)
+
+
+# (method, path, body, scope needed: None = open)
+ROUTES = [
+    ("GET", "/healthz", None, None),
+    ("GET", "/readyz", None, None),
+    ("GET", "/is_connected", None, None),
+    ("GET", "/api/v1/openapi.json", None, None),
+    ("GET", "/api/v1/schemas/analysis_header", None, None),
+    ("GET", "/api/v1/analysis_header", None, "read"),
+    ("GET", "/api/v1/analysis_header/h1", None, "read"),
+    ("POST", "/api/v1/analysis_header/search", {"filter": {}}, "read"),
+    ("GET", "/api/v1/analysis/h1", None, "read"),
+    ("GET", "/api/v1/analysis_header/h1/revisions", None, "read"),
+    ("GET", "/api/v1/status", None, "read"),
+    ("GET", "/metrics", None, "read"),
+    ("GET", '/analysis_header?{"signature":"find_analysis_header","payload":{}}', None, "read"),
+    ("POST", "/api/v1/analysis_header", header_doc(), "write"),
+    ("PATCH", "/api/v1/analysis_header/h1", {"$set": {"tags": ["x"]}}, "write"),
+    ("POST", "/analysis_header", {"signature": "insert_analysis_header", "payload": header_doc()}, "write"),
+]
+
+
+@pytest.mark.parametrize("method, path, body, scope", ROUTES)
+def test_tokens_and_scopes_per_route(secured, method, path, body, scope):
+    """Open routes answer anyone; others 401 without/with a bad token, 403 with too small a scope, else 2xx."""
+    if scope is None:
+        assert _call(secured, method, path, body=body).status_code == 200
+        return
+    unauthorized = _call(secured, method, path, body=body)
+    assert_error(unauthorized, 401, "Unauthorized", "bearer token")
+    assert unauthorized.headers["WWW-Authenticate"].startswith("Bearer")
+    assert_error(_call(secured, method, path, "wrong-token", body), 401, "Unauthorized", "not known")
+    if scope == "write":
+        assert_error(_call(secured, method, path, READ, body), 403, "Forbidden", "write")
+    good = _call(secured, method, path, READ if scope == "read" else WRITE, body)
+    assert good.status_code in (200, 201), good.text
+
+
+def test_refused_writes_store_nothing(secured):
+    """A write without the write scope leaves the database untouched."""
+    before = secured.count("analysis_header")
+    _call(secured, "POST", "/api/v1/analysis_header", READ, [header_doc() for _ in range(3)])
+    assert secured.count("analysis_header") == before
+
+
+def test_client_sends_its_token(secured):
+    """AnalysisClient(token=...) authenticates; errors are the typed 401/403."""
+    assert AnalysisClient({"url": secured.url, "token": WRITE}).insert_analysis_header(provenance={})
+    with pytest.raises(Forbidden):
+        AnalysisClient({"url": secured.url, "token": READ}).insert_analysis_header(provenance={})
+    with pytest.raises(Unauthorized):
+        AnalysisClient({"url": secured.url}).find_analysis_header(uid="h1")
+    assert AnalysisClient({"url": secured.url, "token": READ}).find_analysis_header(uid="h1")[0].uid == "h1"
+
+
+def test_metrics_can_be_public(start_service):
+    """metrics_public opens /metrics while the API stays closed."""
+    service = start_service(require_auth=True, tokens=TOKENS, metrics_public=True)
+    assert requests.get(f"{service.url}/metrics").status_code == 200
+    assert requests.get(f"{service.url}/api/v1/analysis_header").status_code == 401
+
+
+def test_cors_is_off_by_default(service):
+    """No allowlist: no CORS headers, and a preflight is refused."""
+    response = requests.get(f"{service.url}/healthz", headers={"Origin": "https://ui.example"})
+    assert "Access-Control-Allow-Origin" not in response.headers
+    preflight = requests.options(f"{service.url}/api/v1/analysis_header", headers={
+        "Origin": "https://ui.example", "Access-Control-Request-Method": "POST"})
+    assert_error(preflight, 403, "Forbidden", "ui.example")
+
+
+def test_cors_allowlist(start_service):
+    """A listed origin gets a proper preflight and CORS headers, errors included; others do not."""
+    service = start_service(cors_origins=("https://ui.example",))
+    preflight = requests.options(f"{service.url}/api/v1/analysis_header", headers={
+        "Origin": "https://ui.example", "Access-Control-Request-Method": "POST",
+        "Access-Control-Request-Headers": "authorization, content-type"})
+    assert preflight.status_code == 204
+    assert preflight.headers["Access-Control-Allow-Origin"] == "https://ui.example"
+    assert "POST" in preflight.headers["Access-Control-Allow-Methods"]
+    assert "Authorization" in preflight.headers["Access-Control-Allow-Headers"]
+    error = requests.get(f"{service.url}/api/v1/analysis_header/nope", headers={"Origin": "https://ui.example"})
+    assert error.status_code == 404 and error.headers["Access-Control-Allow-Origin"] == "https://ui.example"
+    other = requests.options(f"{service.url}/api/v1/analysis_header", headers={
+        "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
+    assert other.status_code == 403 and "Access-Control-Allow-Origin" not in other.headers
+
+
+def _metric(text, name, **labels):
+    for line in text.splitlines():
+        if line.startswith(name + "{") or line.startswith(name + " "):
+            if all(f'{k}="{v}"' in line for k, v in labels.items()):
+                return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_metrics_count_inserts_and_requests_exactly(service, analysis):
+    """/metrics: documents inserted by type, requests by route and status, latency histogram."""
+    stream_uid = analysis["stream"]["uid"]
+    records = [{"uid": f"m{i}", "time": 1.0, "data_reference_header": stream_uid, "data": {}, "timestamps": {}}
+               for i in range(37)]
+    requests.post(f"{service.url}/api/v1/data_reference", json=records[:30]).raise_for_status()
+    requests.post(f"{service.url}/api/v1/data_reference", json=records).raise_for_status()  # 30 already stored
+    requests.get(f"{service.url}/api/v1/analysis_header/nope")
+    text = requests.get(f"{service.url}/metrics").text
+    assert _metric(text, "analysisstore_documents_inserted_total", doc_type="data_reference") == 37
+    assert _metric(text, "analysisstore_documents_inserted_total", doc_type="analysis_header") == 1
+    assert _metric(text, "analysisstore_requests_total", route="DocumentCollectionHandler", method="POST",
+                   status="200") == 2
+    assert _metric(text, "analysisstore_requests_total", route="DocumentHandler", status="404") == 1
+    assert _metric(text, "analysisstore_request_duration_seconds_count", route="DocumentCollectionHandler",
+                   method="POST") == 4  # 2 bulks, plus header and stream from the fixture
