@@ -30,12 +30,12 @@ def free_port() -> int:
 class ServiceProcess:
     """``analysisstore serve`` on a database, as its own process (as in production)."""
 
-    def __init__(self, mongo_uri: str, database: str) -> None:
+    def __init__(self, mongo_uri: str, database: str, *extra: str) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
         self.process = subprocess.Popen(
             [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(port),
-             "--mongo-uri", mongo_uri, "--database", database, "--log-level", "WARNING"])
+             "--mongo-uri", mongo_uri, "--database", database, "--log-level", "warning", *extra])
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             try:
