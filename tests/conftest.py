@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 from typing import Any, Callable, Iterator
 
 import pytest
-import requests
 from pymongo import MongoClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets

@@ -5,7 +5,6 @@ import json
 import random
 import subprocess
 import sys
-import time
 
 import pytest
 import requests

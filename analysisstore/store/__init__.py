@@ -1,0 +1,70 @@
+"""The store: the only code that talks to MongoDB.
+
+It enforces the invariants of the data model on top of already-validated
+documents: parents exist, writes are idempotent by uid, one tail per
+analysis, nothing new after the tail. Database failures surface as
+:class:`DatabaseUnavailable` (503) so clients know to retry.
+"""
+from __future__ import annotations
+
+import logging
+
+from pymongo import ASCENDING, AsyncMongoClient
+
+from ..schemas import DOC_TYPES
+from ._common import (
+    ALREADY_STORED,
+    EXIT_STATUSES,
+    INSERTED,
+    STATUSES,
+    ItemResult,
+    WriteOutcome,
+    _database_errors,
+    derive_status,
+    index_models,
+)
+from ._reads import ReadsMixin
+from ._updates import UpdatesMixin
+from ._writes import WritesMixin
+
+__all__ = ["Store", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
+           "EXIT_STATUSES", "derive_status"]
+
+log = logging.getLogger(__name__)
+
+
+class Store(WritesMixin, ReadsMixin, UpdatesMixin):
+    """Documents of one database, with the analysis invariants enforced on every write."""
+
+    def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000) -> None:
+        self.client = client
+        self.db = client[database]
+        self.max_time_ms = max_time_ms
+
+    @classmethod
+    def connect(
+        cls, uri: str, database: str, max_time_ms: int = 10_000, server_timeout_ms: int = 5_000
+    ) -> "Store":
+        """A store on ``uri`` (connection is lazy: nothing blocks here)."""
+        client: AsyncMongoClient = AsyncMongoClient(
+            uri, serverSelectionTimeoutMS=server_timeout_ms, appname="analysisstore"
+        )
+        return cls(client, database, max_time_ms)
+
+    async def close(self) -> None:
+        await self.client.close()
+
+    async def ping(self) -> None:
+        """Raise DatabaseUnavailable unless the database answers."""
+        with _database_errors():
+            await self.client.admin.command("ping")
+
+    async def ensure_indexes(self) -> None:
+        """Create every index once, at startup (idempotent)."""
+        with _database_errors():
+            for doc_type in DOC_TYPES:
+                await self.db[doc_type].create_indexes(index_models(doc_type))
+            await self.db.revisions.create_index(
+                [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
+            )
+        log.info("indexes ensured on database %r", self.db.name)

@@ -1,0 +1,105 @@
+"""What the store's parts share: result types, index definitions, database-error mapping."""
+from __future__ import annotations
+
+import logging
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+from pymongo import ASCENDING, IndexModel
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
+
+from ..changes import REVISION_FIELD
+from ..errors import AnalysisStoreError, BadRequest, DatabaseUnavailable
+
+log = logging.getLogger("analysisstore.store")
+
+EXIT_STATUSES = ("success", "fail", "abort")
+STATUSES = ("running", *EXIT_STATUSES, "stale")
+INSERTED = "inserted"
+ALREADY_STORED = "already stored"
+_DUPLICATE_KEY = 11000
+
+_INDEXES: dict[str, list[IndexModel]] = {
+    # The query scientists run most: an analysis by name over a time range.
+    "analysis_header": [IndexModel([("provenance.analysis_name", ASCENDING), ("time", ASCENDING)])],
+    "data_reference_header": [IndexModel([("analysis_header", ASCENDING)])],
+    # (stream, seq_num) also serves every lookup by stream alone; (stream, time, uid)
+    # lets a stream's records be paged in time order without sorting in memory.
+    "data_reference": [
+        IndexModel([("data_reference_header", ASCENDING), ("seq_num", ASCENDING)]),
+        IndexModel([("data_reference_header", ASCENDING), ("time", ASCENDING), ("uid", ASCENDING)]),
+    ],
+    "analysis_tail": [IndexModel([("analysis_header", ASCENDING)], unique=True)],
+}
+_PARENT_PROJECTION = {
+    "analysis_header": {"_id": 0, "uid": 1},
+    "data_reference_header": {"_id": 0, "uid": 1, "analysis_header": 1, "data_keys": 1},
+}
+
+
+@dataclass
+class ItemResult:
+    """What happened to one document of a write: inserted, already stored, or an error."""
+
+    index: int
+    uid: Any
+    result: str = INSERTED
+    error: AnalysisStoreError | None = None
+
+    def as_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {"index": self.index, "uid": self.uid, "result": self.result}
+        if self.error is not None:
+            out.update(status=self.error.status, type=self.error.type_name, message=self.error.message)
+        return out
+
+
+@dataclass
+class WriteOutcome:
+    """Per-item results of one write request, in request order."""
+
+    items: list[ItemResult] = field(default_factory=list)
+    #: True once anything reached the database; failures found before that wrote nothing.
+    written: bool = False
+
+    @property
+    def failed(self) -> list[ItemResult]:
+        return [item for item in self.items if item.error is not None]
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except ExecutionTimeout as exc:
+        raise BadRequest(f"query took longer than the server allows; narrow the filter ({exc})") from None
+    except ConnectionFailure as exc:
+        log.warning("database unavailable: %s", exc)
+        raise DatabaseUnavailable("the database is not answering; retry later") from None
+
+
+def _same_content(stored: dict[str, Any], incoming: dict[str, Any], time_filled: bool) -> bool:
+    """Is ``incoming`` a re-send of ``stored``? A server-filled time is not part of the content."""
+    stored = {k: v for k, v in stored.items() if k not in ("_id", REVISION_FIELD)}
+    incoming = {k: v for k, v in incoming.items() if k != "_id"}
+    if time_filled:
+        stored.pop("time", None)
+        incoming.pop("time", None)
+    return stored == incoming
+
+
+def index_models(doc_type: str) -> list[IndexModel]:
+    """Every index of one collection (also used by the benchmarks to index their direct side alike)."""
+    return [
+        IndexModel([("uid", ASCENDING)], unique=True),
+        IndexModel([("time", ASCENDING), ("uid", ASCENDING)]),
+        *_INDEXES[doc_type],
+    ]
+
+
+def derive_status(header: dict[str, Any], tail: dict[str, Any] | None, stale_after: float) -> str:
+    """running / success / fail / abort / stale (no tail and older than ``stale_after`` seconds)."""
+    if tail is not None:
+        return tail["exit_status"]
+    return "stale" if header["time"] <= time.time() - stale_after else "running"

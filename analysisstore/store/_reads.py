@@ -1,0 +1,159 @@
+"""Reads: by uid, pages, counts, latest per value, streams of every match, status and the analysis view."""
+from __future__ import annotations
+
+import time
+from typing import Any, AsyncIterator
+
+from pymongo import ASCENDING
+from pymongo.asynchronous.database import AsyncDatabase
+
+from ..errors import BadRequest, NotFound
+from ..schemas import DOC_TYPES
+from ._common import EXIT_STATUSES, STATUSES, _database_errors, derive_status
+
+
+class ReadsMixin:
+    """The read half of :class:`~analysisstore.store.Store`."""
+
+    db: AsyncDatabase
+    max_time_ms: int
+
+    async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
+        """The document with ``uid``, or NotFound."""
+        with _database_errors():
+            doc = await self.db[doc_type].find_one({"uid": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+        if doc is None:
+            raise NotFound(f"no {doc_type} with uid {uid!r}")
+        return doc
+
+    async def find_page(
+        self,
+        doc_type: str,
+        queries: list[dict[str, Any]],
+        sort: list[tuple[str, int]],
+        limit: int,
+        offset: int = 0,
+        projection: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` matches of ``queries`` (run in turn, each in ``sort`` order), and whether more follow.
+
+        ``offset`` skips that many matches of the first query (offset and
+        keyset cursors are not combined).
+        """
+        docs: list[dict[str, Any]] = []
+        with _database_errors():
+            for i, query in enumerate(queries):
+                wanted = limit + 1 - len(docs)
+                if wanted <= 0:
+                    break
+                cursor = (
+                    self.db[doc_type]
+                    .find(query, projection or {"_id": 0}, max_time_ms=self.max_time_ms)
+                    .sort(sort)
+                    .skip(offset if i == 0 else 0)
+                    .limit(wanted)
+                )
+                docs.extend(await cursor.to_list())
+        return docs[:limit], len(docs) > limit
+
+    async def counts(self) -> dict[str, int]:
+        """Approximate document count of every collection (from metadata: cheap at any size)."""
+        with _database_errors():
+            return {t: await self.db[t].estimated_document_count(maxTimeMS=self.max_time_ms) for t in DOC_TYPES}
+
+    async def count(self, doc_type: str, filt: dict[str, Any]) -> int:
+        """Exact number of matches."""
+        with _database_errors():
+            return await self.db[doc_type].count_documents(filt, maxTimeMS=self.max_time_ms)
+
+    async def latest_page(
+        self,
+        doc_type: str,
+        filt: dict[str, Any],
+        field: str,
+        sort: list[tuple[str, int]],
+        limit: int,
+        projection: dict[str, Any] | None = None,
+    ) -> tuple[list[dict[str, Any]], bool]:
+        """The newest document for each distinct value of ``field`` (missing and null form one group)."""
+        pipeline: list[dict[str, Any]] = [
+            {"$match": filt},
+            {"$sort": {"time": -1, "uid": -1}},
+            {"$group": {"_id": f"${field}", "doc": {"$first": "$$ROOT"}}},
+            {"$replaceRoot": {"newRoot": "$doc"}},
+            {"$sort": dict(sort)},
+            {"$limit": limit + 1},
+            {"$project": projection or {"_id": 0}},
+        ]
+        with _database_errors():
+            cursor = await self.db[doc_type].aggregate(pipeline, maxTimeMS=self.max_time_ms)
+            docs = await cursor.to_list()
+        return docs[:limit], len(docs) > limit
+
+    async def iter_find(
+        self,
+        doc_type: str,
+        filt: dict[str, Any],
+        sort: list[tuple[str, int]],
+        batch_size: int = 1_000,
+        projection: dict[str, Any] | None = None,
+        limit: int = 0,
+    ) -> AsyncIterator[list[dict[str, Any]]]:
+        """Every match (or the first ``limit``), in batches, holding one batch in memory at a time."""
+        with _database_errors():
+            cursor = (
+                self.db[doc_type]
+                .find(filt, projection or {"_id": 0}, max_time_ms=self.max_time_ms, batch_size=batch_size)
+                .sort(sort)
+                .limit(limit)
+            )
+            try:
+                batch: list[dict[str, Any]] = []
+                async for doc in cursor:
+                    batch.append(doc)
+                    if len(batch) >= batch_size:
+                        yield batch
+                        batch = []
+                if batch:
+                    yield batch
+            finally:
+                await cursor.close()
+
+    # ---- derived status and the analysis view ---------------------------------
+
+    async def status_filter(self, status: str, stale_after: float) -> dict[str, Any]:
+        """A filter on analysis_header selecting analyses with the derived ``status``."""
+        with _database_errors():
+            if status in EXIT_STATUSES:
+                uids = await self.db.analysis_tail.distinct("analysis_header", {"exit_status": status},
+                                                            maxTimeMS=self.max_time_ms)
+                return {"uid": {"$in": uids}}
+            if status in ("running", "stale"):
+                finished = await self.db.analysis_tail.distinct("analysis_header", {}, maxTimeMS=self.max_time_ms)
+                cutoff = time.time() - stale_after
+                age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
+                return {"uid": {"$nin": finished}, "time": age}
+        raise BadRequest(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+
+    async def analysis(self, uid: str, stale_after: float) -> dict[str, Any]:
+        """One analysis whole: header, streams with record counts, tail, derived status."""
+        header = await self.get("analysis_header", uid)
+        with _database_errors():
+            tail = await self.db.analysis_tail.find_one({"analysis_header": uid}, {"_id": 0},
+                                                        max_time_ms=self.max_time_ms)
+            streams = await (
+                self.db.data_reference_header.find({"analysis_header": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+                .sort([("time", ASCENDING), ("uid", ASCENDING)])
+                .to_list()
+            )
+            counts: dict[str, int] = {}
+            if streams:
+                cursor = await self.db.data_reference.aggregate([
+                    {"$match": {"data_reference_header": {"$in": [s["uid"] for s in streams]}}},
+                    {"$group": {"_id": "$data_reference_header", "n": {"$sum": 1}}},
+                ], maxTimeMS=self.max_time_ms)
+                counts = {row["_id"]: row["n"] async for row in cursor}
+        for stream in streams:
+            stream["record_count"] = counts.get(stream["uid"], 0)
+        return {"header": header, "streams": streams, "tail": tail,
+                "status": derive_status(header, tail, stale_after)}

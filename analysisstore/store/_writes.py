@@ -1,0 +1,178 @@
+"""Writes: insert with every invariant (parents, idempotency by uid, one tail, nothing after the tail)."""
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+
+from ..documents import check_record_keys
+from ..errors import AnalysisStoreError, Conflict, Finalized, NotFound, ValidationFailed
+from ..schemas import PARENT_FIELD
+from ._common import (
+    _DUPLICATE_KEY,
+    _PARENT_PROJECTION,
+    ALREADY_STORED,
+    INSERTED,
+    ItemResult,
+    WriteOutcome,
+    _database_errors,
+    _same_content,
+)
+
+
+class WritesMixin:
+    """The write half of :class:`~analysisstore.store.Store`."""
+
+    db: AsyncDatabase
+    max_time_ms: int
+
+    async def insert(self, doc_type: str, docs: list[tuple[dict[str, Any], bool]]) -> WriteOutcome:
+        """Insert validated ``(document, time_filled)`` pairs of one type.
+
+        Every check that can fail on the input (parents, finalization, data
+        keys, duplicates inside the request) runs before anything is written;
+        if one fails nothing is written and the outcome lists the failures.
+        Only a uid conflict with an already stored document can be found
+        after writing; it never overwrites anything.
+        """
+        outcome = WriteOutcome([ItemResult(i, doc.get("uid")) for i, (doc, _) in enumerate(docs)])
+        if not docs:
+            return outcome
+        with _database_errors():
+            to_write = self._dedupe_within_request(docs, outcome)
+            if doc_type in PARENT_FIELD:
+                await self._check_parents(doc_type, docs, to_write, outcome)
+            if outcome.failed:
+                return outcome
+            await self._write(doc_type, docs, to_write, outcome)
+        return outcome
+
+    @staticmethod
+    def _dedupe_within_request(
+        docs: list[tuple[dict[str, Any], bool]], outcome: WriteOutcome
+    ) -> list[int]:
+        first_index: dict[Any, int] = {}
+        to_write = []
+        for i, (doc, time_filled) in enumerate(docs):
+            uid = doc["uid"]
+            if uid not in first_index:
+                first_index[uid] = i
+                to_write.append(i)
+                continue
+            earlier = docs[first_index[uid]][0]
+            if _same_content(earlier, doc, time_filled):
+                outcome.items[i].result = ALREADY_STORED
+            else:
+                outcome.items[i].error = Conflict(
+                    f"uid {uid!r} appears twice in this request with different content"
+                )
+        return to_write
+
+    async def _check_parents(
+        self,
+        doc_type: str,
+        docs: list[tuple[dict[str, Any], bool]],
+        to_write: list[int],
+        outcome: WriteOutcome,
+    ) -> None:
+        parent_field = PARENT_FIELD[doc_type]
+        wanted = {docs[i][0][parent_field] for i in to_write}
+        parents = {
+            p["uid"]: p
+            async for p in self.db[parent_field].find(
+                {"uid": {"$in": list(wanted)}}, _PARENT_PROJECTION[parent_field], max_time_ms=self.max_time_ms
+            )
+        }
+        header_of = {
+            uid: (p["analysis_header"] if parent_field == "data_reference_header" else uid)
+            for uid, p in parents.items()
+        }
+        finalized = await self._finalized_headers(set(header_of.values())) if doc_type != "analysis_tail" else set()
+        for i in to_write:
+            doc = docs[i][0]
+            parent = parents.get(doc[parent_field])
+            if parent is None:
+                outcome.items[i].error = NotFound(
+                    f"{parent_field} {doc[parent_field]!r} does not exist; "
+                    f"write it before its {doc_type} documents"
+                )
+                continue
+            if header_of[parent["uid"]] in finalized:
+                await self._allow_only_resend(doc_type, docs[i], outcome.items[i], header_of[parent["uid"]])
+                continue
+            if doc_type == "data_reference":
+                try:
+                    check_record_keys(doc, parent)
+                except ValidationFailed as exc:
+                    outcome.items[i].error = exc
+
+    async def _finalized_headers(self, header_uids: set[str]) -> set[str]:
+        if not header_uids:
+            return set()
+        cursor = self.db.analysis_tail.find(
+            {"analysis_header": {"$in": list(header_uids)}},
+            {"_id": 0, "analysis_header": 1},
+            max_time_ms=self.max_time_ms,
+        )
+        return {t["analysis_header"] async for t in cursor}
+
+    async def _allow_only_resend(
+        self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult, header_uid: str
+    ) -> None:
+        """After the tail only an identical re-send of a stored document succeeds."""
+        doc, time_filled = item
+        stored = await self.db[doc_type].find_one({"uid": doc["uid"]}, {"_id": 0})
+        if stored is not None and _same_content(stored, doc, time_filled):
+            result.result = ALREADY_STORED
+        else:
+            result.error = Finalized(
+                f"analysis {header_uid!r} is finalized (it has a tail); "
+                f"no new {doc_type} documents may be added"
+            )
+
+    async def _write(
+        self,
+        doc_type: str,
+        docs: list[tuple[dict[str, Any], bool]],
+        to_write: list[int],
+        outcome: WriteOutcome,
+    ) -> None:
+        pending = [i for i in to_write if outcome.items[i].result == INSERTED]
+        if not pending:
+            return
+        batch = [docs[i][0] for i in pending]
+        outcome.written = True
+        try:
+            await self.db[doc_type].insert_many(batch, ordered=False)
+        except BulkWriteError as exc:
+            for error in exc.details.get("writeErrors", []):
+                i = pending[error["index"]]
+                if error.get("code") != _DUPLICATE_KEY:
+                    outcome.items[i].error = AnalysisStoreError(f"database refused the document: {error.get('errmsg')}")
+                    continue
+                await self._resolve_duplicate(doc_type, docs[i], outcome.items[i])
+        finally:
+            for doc in batch:
+                doc.pop("_id", None)
+
+    async def _resolve_duplicate(
+        self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult
+    ) -> None:
+        doc, time_filled = item
+        stored = await self.db[doc_type].find_one({"uid": doc["uid"]}, {"_id": 0})
+        if stored is None:  # the unique index on the tail's analysis_header fired
+            tail = await self.db.analysis_tail.find_one(
+                {"analysis_header": doc["analysis_header"]}, {"_id": 0, "uid": 1}
+            )
+            result.error = Conflict(
+                f"analysis {doc['analysis_header']!r} already has a tail "
+                f"({tail['uid'] if tail else 'unknown uid'!r}); only one tail per analysis"
+            )
+        elif _same_content(stored, doc, time_filled):
+            result.result = ALREADY_STORED
+        else:
+            result.error = Conflict(
+                f"a different {doc_type} with uid {doc['uid']!r} is already stored; "
+                "uids are immutable, use a new uid"
+            )
