@@ -28,11 +28,12 @@ INSTALL_REQUIRES = [
     "tqdm>=4.60",
     "PyYAML>=6.0",
     "prometheus-client>=0.17",
+    # The analyses shipped with the analysis driver; the thin client never imports it.
+    "numpy>=1.24",
 ]
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],
-    # NumPy: the README example and the analyses use it; the client itself does not need it.
-    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "numpy>=1.24", "hypothesis>=6.100",
+    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "hypothesis>=6.100",
              "openapi-spec-validator>=0.7"],
 }
 

@@ -13,6 +13,8 @@ from .client.commands import DEFAULT_URL
 from .config import default_data_dir
 
 if TYPE_CHECKING:
+    import subprocess
+
     from .client import AnalysisClient
 
 __all__ = ["main", "build_parser"]
@@ -66,7 +68,38 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(status)
     _add_sync(sub)
     _add_archive(sub)
+    _add_analyze(sub)
     return parser
+
+
+def _add_analyze(sub: argparse._SubParsersAction) -> None:
+    analyze = sub.add_parser(
+        "analyze",
+        help="run an analysis on every input matching a query",
+        description=("Run the analysis NAME (uvvis_absorbance, echem_stability, icpms_calibration) on every "
+                     "analysis matching the --where lookups, e.g. --where technique_name=UVVIS --where "
+                     "provenance.analysis_name=acquisition. Inputs already analysed with the same code and "
+                     "parameters are skipped; failures are recorded as 'fail' tails with the reason."),
+    )
+    analyze.add_argument("name", metavar="NAME", help="the analysis to run")
+    analyze.add_argument("--where", action="append", default=[], metavar="FIELD[__OP]=VALUE",
+                         help="select the input analyses (repeatable)")
+    analyze.add_argument("--params", default="{}", help='parameters as JSON, e.g. \'{"smooth": 5}\'')
+    analyze.add_argument("--concurrency", type=int, default=2, help="analyses run at once (default: %(default)s)")
+    analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_service_options(analyze)
+
+    demo = sub.add_parser(
+        "demo",
+        help="see the whole pipeline on synthetic data",
+        description=("Ingest synthetic UV-Vis, electrochemistry and ICP-MS measurements as acquisition "
+                     "analyses, run the shipped analyses on them, and print where to look. Uses the service "
+                     "at --url; if none answers there, starts one (embedded database) and keeps it running "
+                     "until Ctrl-C unless --stop-service."),
+    )
+    demo.add_argument("--seed", type=int, default=0, help="random seed of the synthetic data")
+    demo.add_argument("--stop-service", action="store_true", help="stop a service the demo started when done")
+    _add_service_options(demo)
 
 
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
@@ -164,13 +197,7 @@ def _run_export(args: argparse.Namespace) -> int:
     client = _client(args)
     uids = list(args.uids)
     if args.where:
-        lookups = {}
-        for item in args.where:
-            field, sep, value = item.partition("=")
-            if not sep:
-                raise SystemExit(f"--where takes FIELD[__OP]=VALUE, got {item!r}")
-            lookups[field] = value
-        uids += [d["uid"] for d in client.iter_lookup("analysis_header", lookups, fields=["uid"])]
+        uids += [d["uid"] for d in client.iter_lookup("analysis_header", _lookups(args.where), fields=["uid"])]
     if not uids:
         raise SystemExit("nothing to export: give uids or --where lookups that match")
     for path in export_analyses(client, uids, args.out, one_file=args.one_file):
@@ -251,6 +278,96 @@ def _run_status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _lookups(items: list[str]) -> dict[str, str]:
+    lookups = {}
+    for item in items:
+        field, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--where takes FIELD[__OP]=VALUE, got {item!r}")
+        lookups[field] = value
+    return lookups
+
+
+def _run_analyze(args: argparse.Namespace) -> int:
+    import json
+
+    from .analyses import ANALYSES
+    from .drivers.driver import run_batch
+
+    if args.name not in ANALYSES:
+        raise SystemExit(f"unknown analysis {args.name!r}; available: {', '.join(sorted(ANALYSES))}")
+    try:
+        params = json.loads(args.params)
+    except ValueError as exc:
+        raise SystemExit(f"--params is not valid JSON: {exc}") from None
+    analysis = ANALYSES[args.name]
+    try:
+        analysis([], params)  # check the parameters once, before any input is read
+    except ValueError as exc:
+        raise SystemExit(str(exc)) from None
+    report = run_batch(lambda: _client(args), analysis, _lookups(args.where), params,
+                       concurrency=args.concurrency, progress_bar=False if args.no_progress else None)
+    print(report.summary())
+    for uid, error in report.errors.items():
+        print(f"  failed {uid}: {error}")
+    return 0 if not report.failed else 1
+
+
+def _run_demo(args: argparse.Namespace) -> int:
+    import subprocess
+    from urllib.parse import urlparse
+
+    from .drivers.demo import run_demo
+
+    started = None
+    if not _client(args).connection_status():
+        port = urlparse(args.url).port or 8999
+        print(f"no service answers at {args.url}; starting `analysisstore serve --port {port}` (embedded database)")
+        started = subprocess.Popen([sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(port),
+                                    "--log-level", "warning"])
+        if not _wait_until_ready(args.url, started):
+            raise SystemExit("the service did not start; run `analysisstore serve` yourself and retry")
+    try:
+        acquired, report = run_demo(lambda: _client(args), seed=args.seed)
+        print(f"\nacquisitions ingested: {sum(len(v) for v in acquired.values())}; analyses {report.summary()}")
+        print("\nWhere to look:")
+        for uid in report.done:
+            print(f"  {args.url}/api/v1/analysis/{uid}")
+        print("\nQueries to try:")
+        print(f"  {args.url}/api/v1/analysis_header?project=demo&order_by=-time")
+        print(f"  {args.url}/api/v1/analysis_header?provenance.analysis_name=uvvis_absorbance&fields=sample,uid")
+        print(f"  {args.url}/api/v1/analysis_header?status=success&include_count=true")
+        print("  analysisstore analyze uvvis_absorbance --where technique_name=UVVIS "
+              "--where provenance.analysis_name=acquisition --params '{\"smooth\": 9}'")
+        if started is not None and not args.stop_service:
+            print(f"\nthe service keeps running at {args.url}; press Ctrl-C to stop it")
+            try:
+                started.wait()
+            except KeyboardInterrupt:
+                pass
+        return 0 if not report.failed else 1
+    finally:
+        if started is not None and started.poll() is None:
+            started.terminate()
+            started.wait(60)
+
+
+def _wait_until_ready(url: str, process: "subprocess.Popen[bytes]", timeout: float = 60.0) -> bool:
+    import time
+
+    import requests
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and process.poll() is None:
+        try:
+            if requests.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.1)  # polling interval while the service starts
+    return False
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.command == "serve":
@@ -263,6 +380,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run_status(args)
     if args.command == "sync":
         return _run_sync(args)
+    if args.command == "analyze":
+        return _run_analyze(args)
+    if args.command == "demo":
+        return _run_demo(args)
     if args.command == "export":
         return _run_export(args)
     if args.command == "import":

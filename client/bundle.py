@@ -24,6 +24,8 @@ from typing import Any, Iterator
 
 import ujson
 
+from ._transport import _to_json_native
+
 __all__ = [
     "FORMAT",
     "VERSION",
@@ -53,7 +55,8 @@ class BundleError(ValueError):
 
 
 def _dumps(doc: Any) -> str:
-    return ujson.dumps(doc, ensure_ascii=False, escape_forward_slashes=False, reject_bytes=True)
+    return ujson.dumps(doc, ensure_ascii=False, escape_forward_slashes=False, reject_bytes=True,
+                       default=_to_json_native)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -1,0 +1,165 @@
+"""The analysis driver: a priority queue of analyses, run with bounded concurrency, written through the client.
+
+Ties in priority are broken by submission order — the analyses themselves
+are never compared. The numerical work runs in worker threads (NumPy
+releases the GIL), never on an event loop. Transient store errors are
+retried with jittered backoff; an analysis whose ``calc_output`` raises is
+recorded with a ``fail`` tail and the reason, never dropped. With a
+``spool_dir`` client, results are spooled when the service is away.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping
+
+from tqdm import tqdm
+
+from ..client import AnalysisClient, ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from .analysis import AnalysisInput, BaseAnalysis
+
+__all__ = ["AnalysisDriver", "DriverReport", "load_input", "write_analysis", "run_batch"]
+
+log = logging.getLogger(__name__)
+
+_TRANSIENT = (ServiceUnreachable, ServiceUnavailable, TooManyRequests)
+
+
+def load_input(client: AnalysisClient, header_uid: str) -> AnalysisInput:
+    """An earlier analysis as input: its header, its streams by name, and their records in order."""
+    view = client.get_analysis(header_uid)
+    streams, records = {}, {}
+    for stream in view["streams"]:
+        name = stream.get("name") or stream["uid"]
+        streams[name] = dict(stream)
+        records[name] = [dict(r) for r in client.iter_data_reference(data_reference_header=stream["uid"],
+                                                                     order_by=["seq_num", "time"])]
+    return AnalysisInput(dict(view["header"]), streams, records)
+
+
+def write_analysis(client: AnalysisClient, docs: list[tuple[str, dict[str, Any]]], chunk_size: int = 2_000) -> None:
+    """Write exported documents in order through the client's typed calls (so a spool can take them)."""
+    clean = [(t, {k: v for k, v in d.items() if k != "_name"}) for t, d in docs]
+    for doc_type, doc in clean:
+        if doc_type == "analysis_header":
+            client.insert_analysis_header(**doc)
+        elif doc_type == "data_reference_header":
+            client.insert_data_reference_header(**doc)
+            records = [r for t, r in clean if t == "data_reference" and r["data_reference_header"] == doc["uid"]]
+            client.insert_bulk_data_reference(doc["uid"], records, chunk_size=chunk_size)
+        elif doc_type == "analysis_tail":
+            client.insert_analysis_tail(**doc)
+
+
+@dataclass
+class DriverReport:
+    """Analysis uuids by outcome."""
+
+    done: list[str] = field(default_factory=list)
+    failed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+    def summary(self) -> str:
+        return f"done {len(self.done)}, skipped {len(self.skipped)}, failed {len(self.failed)}"
+
+
+class AnalysisDriver:
+    """Queue analyses with a priority; ``run()`` executes them, at most ``concurrency`` at a time."""
+
+    def __init__(self, client_factory: Callable[[], AnalysisClient], *, concurrency: int = 1, retries: int = 3,
+                 backoff: float = 0.5, skip_existing: bool = True, progress_bar: bool | None = None) -> None:
+        self.client_factory = client_factory
+        self.concurrency = max(1, concurrency)
+        self.retries = retries
+        self.backoff = backoff
+        self.skip_existing = skip_existing
+        self.progress_bar = progress_bar
+        self._queue: list[tuple[int, int]] = []  # (-priority, sequence): payloads live in _tasks
+        self._tasks: dict[int, BaseAnalysis] = {}
+        self._sequence = itertools.count()
+        self._local = threading.local()
+
+    def submit(self, analysis: BaseAnalysis, priority: int = 0) -> None:
+        """Queue ``analysis``; higher priority runs first, equal priorities in submission order."""
+        number = next(self._sequence)
+        self._tasks[number] = analysis
+        heapq.heappush(self._queue, (-priority, number))
+
+    def __len__(self) -> int:
+        return len(self._queue)
+
+    def _client(self) -> AnalysisClient:
+        client = getattr(self._local, "client", None)
+        if client is None:
+            client = self._local.client = self.client_factory()
+        return client
+
+    def run(self) -> DriverReport:
+        """Run everything queued; returns what happened to each analysis."""
+        order = []
+        while self._queue:
+            _, number = heapq.heappop(self._queue)
+            order.append(self._tasks.pop(number))
+        report = DriverReport()
+        lock = threading.Lock()
+        disable = None if self.progress_bar is None else not self.progress_bar
+        with tqdm(total=len(order), unit="analysis", desc="analyze", disable=disable) as bar, \
+                ThreadPoolExecutor(self.concurrency, thread_name_prefix="analysis") as pool:
+            for uid, outcome, error in pool.map(self._execute, order):
+                with lock:
+                    getattr(report, outcome).append(uid)
+                    if error:
+                        report.errors[uid] = error
+                    bar.update(1)
+        return report
+
+    def _execute(self, analysis: BaseAnalysis) -> tuple[str, str, str | None]:
+        uid = analysis.analysis_uuid
+        client = self._client()
+        if self.skip_existing and client.find_analysis_header(uid=uid, limit=1):
+            return uid, "skipped", None
+        try:
+            analysis.run()
+            docs, outcome, error = analysis.export_analysis(), "done", None
+        except Exception as exc:  # noqa: BLE001 - any failure of the analysis is recorded, not raised
+            reason = analysis.failure_reason(exc)
+            log.warning("analysis %s (%s) failed: %s", analysis.analysis_name, uid, reason)
+            docs, outcome, error = analysis.export_analysis("fail", reason), "failed", reason
+        for attempt in range(self.retries + 1):
+            try:
+                write_analysis(client, docs)
+                return uid, outcome, error
+            except _TRANSIENT as exc:
+                if attempt == self.retries:
+                    return uid, "failed", f"could not be stored: {exc}"
+                time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
+        return uid, "failed", "could not be stored"
+
+
+def run_batch(client_factory: Callable[[], AnalysisClient], analysis: type[BaseAnalysis],
+              lookups: Mapping[str, str], params: Mapping[str, Any] | None = None, *, concurrency: int = 1,
+              progress_bar: bool | None = None) -> DriverReport:
+    """Run ``analysis`` on every analysis matching ``lookups``, skipping inputs already analysed alike."""
+    client = client_factory()
+    driver = AnalysisDriver(client_factory, concurrency=concurrency, progress_bar=progress_bar)
+    report = DriverReport()
+    inputs: Iterable[Any] = client.iter_lookup("analysis_header", lookups, fields=["uid", "provenance.analysis_name"])
+    for header in inputs:
+        if header.get("provenance", {}).get("analysis_name") == analysis.analysis_name:
+            continue  # never feed an analysis its own results
+        uid = analysis.uuid_for([header["uid"]], params)
+        if client.find_analysis_header(uid=uid, limit=1):
+            report.skipped.append(uid)
+            continue
+        driver.submit(analysis([load_input(client, header["uid"])], params))
+    ran = driver.run()
+    report.done, report.failed, report.errors = ran.done, ran.failed, ran.errors
+    report.skipped += ran.skipped
+    return report
