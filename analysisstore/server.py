@@ -71,6 +71,18 @@ def _write_pid_file(path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _die_with_parent() -> None:
+    """Linux: have the kernel send SIGTERM when the supervisor dies, however it dies."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        log.debug("cannot ask to die with the parent process")
+
+
 def _supervise(config: ServiceConfig, mongo_uri: str) -> None:
     """Fork ``config.processes`` workers on one bound port; pass signals on; wait for all of them."""
     from tornado.netutil import bind_sockets
@@ -82,6 +94,7 @@ def _supervise(config: ServiceConfig, mongo_uri: str) -> None:
         if pid == 0:  # worker
             signal.signal(signal.SIGTERM, signal.SIG_DFL)
             signal.signal(signal.SIGINT, signal.SIG_DFL)
+            _die_with_parent()  # a worker whose supervisor is killed outright drains and exits too
             code = 0
             try:
                 asyncio.run(run_service(config, mongo_uri, sockets))

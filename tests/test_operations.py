@@ -1,12 +1,15 @@
 """The daemon under stress: SIGTERM mid-upload, several worker processes, the database going away."""
 from __future__ import annotations
 
+import os
+import signal
 import subprocess
 import sys
 import threading
 import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import pytest
 import requests
@@ -29,6 +32,7 @@ def _wait_for(predicate, timeout=60.0, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+@pytest.mark.timeout(600)
 def test_sigterm_during_bulk_upload_then_retry_is_exactly_once(mongo_uri, mongo):
     """SIGTERM while 20 000 records stream in: the service drains and exits 0; a retry stores each once."""
     name = f"asst_term_{uuid.uuid4().hex[:8]}"
@@ -71,6 +75,7 @@ def test_sigterm_during_bulk_upload_then_retry_is_exactly_once(mongo_uri, mongo)
         mongo.drop_database(name)
 
 
+@pytest.mark.timeout(900)
 def test_two_workers_eight_clients_16000_headers(mongo_uri, mongo):
     """--processes 2 on one port: 8 concurrent clients × 2 000 inserts → exactly 16 000 headers, no errors."""
     name = f"asst_workers_{uuid.uuid4().hex[:8]}"
@@ -140,5 +145,28 @@ def test_pid_file_and_status_command(tmp_path, mongo_uri):
         result = subprocess.run([sys.executable, "-m", "analysisstore.cli", "status", "--url", server.url],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 1 and "no analysisstore service answers" in result.stdout
+    finally:
+        server.kill()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def test_workers_stop_when_the_supervisor_is_killed(mongo_uri):
+    """SIGKILL of the main process (no chance to pass signals on) still stops every worker."""
+    server = Serve("--mongo-uri", mongo_uri, "--database", f"asst_orphan_{uuid.uuid4().hex[:8]}",
+                   "--processes", "2", "--log-level", "warning")
+    try:
+        server.wait_ready()
+        children_file = Path(f"/proc/{server.process.pid}/task/{server.process.pid}/children")
+        workers = [int(p) for p in children_file.read_text().split()]
+        assert len(workers) == 2
+        os.kill(server.process.pid, signal.SIGKILL)
+        server.process.wait(30)
+        _wait_for(lambda: not any(_alive(w) for w in workers), timeout=60, what="the workers to exit")
     finally:
         server.kill()

@@ -30,9 +30,10 @@ class Serve:
     def __init__(self, *args: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        # Its own process group, so kill() also reaches worker processes (--processes N).
         self.process = subprocess.Popen(
             [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
         )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
@@ -55,9 +56,12 @@ class Serve:
         return self.process.returncode, output
 
     def kill(self) -> None:
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.communicate()
+        """SIGKILL the whole process group (workers included), then collect the output."""
+        try:
+            os.killpg(self.process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        self.process.communicate(timeout=60)
 
 
 @pytest.fixture

@@ -26,6 +26,7 @@ def _memory(pid: int) -> dict[str, int]:
     return fields
 
 
+@pytest.mark.timeout(900)
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs Linux /proc to read memory")
 def test_ndjson_of_200k_records_streams_in_constant_memory(mongo_uri, mongo):
     """Server peak memory grows by less than 64 MiB while streaming every one of 200 000 records."""

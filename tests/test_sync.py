@@ -138,6 +138,7 @@ def test_priority_orders_the_queue(tmp_path, service):
 
 
 @pytest.mark.subprocess
+@pytest.mark.timeout(600)
 def test_sync_killed_at_random_points_still_stores_everything_once(service, tmp_path):
     """SIGKILL during a 20 000-record push, restarted until done: every record stored exactly once."""
     _, stream, path = _bundle(tmp_path, 20_000)
