@@ -7,7 +7,7 @@ the contract other projects read first) and are mapped into the package as
 import re
 from pathlib import Path
 
-from setuptools import setup
+from setuptools import find_packages, setup
 
 HERE = Path(__file__).parent
 VERSION = re.search(
@@ -33,8 +33,9 @@ INSTALL_REQUIRES = [
 ]
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],
+    # playwright drives the system Chromium in the browser test (no browser download).
     "test": ["pytest>=8.0", "pytest-timeout>=2.2", "hypothesis>=6.100",
-             "openapi-spec-validator>=0.7"],
+             "openapi-spec-validator>=0.7", "playwright>=1.40"],
 }
 
 setup(
@@ -46,8 +47,7 @@ setup(
     license="BSD-3-Clause",
     python_requires=">=3.11",
     packages=[
-        "analysisstore",
-        "analysisstore.handlers",
+        *find_packages(include=["analysisstore", "analysisstore.*"]),
         "analysisstore.client",
         "analysisstore.schemas",
     ],
@@ -60,6 +60,7 @@ setup(
         "analysisstore": ["py.typed"],
         "analysisstore.client": ["py.typed"],
         "analysisstore.schemas": ["*.json"],
+        "analysisstore.web": ["*.html", "*.js", "*.css"],
     },
     install_requires=INSTALL_REQUIRES,
     extras_require=EXTRAS_REQUIRE,

@@ -128,6 +128,14 @@ def openapi_spec() -> dict[str, Any]:
             "get": {"summary": "One analysis whole: header, streams with record counts, tail, derived status",
                     "responses": {"200": _json(_ref("AnalysisView"), "The analysis"), **_errors("404", "503")}},
         },
+        "/api/v1/analysis/{uid}/bundle": {
+            "parameters": [_UID],
+            "get": {"summary": "The analysis as a bundle .zip (manifest, header, streams, records, tail)",
+                    "responses": {"200": {"description": "A bundle archive",
+                                          "content": {"application/zip": {"schema": {"type": "string",
+                                                                                      "format": "binary"}}}},
+                                  **_errors("404", "503")}},
+        },
         "/api/v1/schemas/{doc_type}": {
             "parameters": [_DOC_TYPE],
             "get": {"summary": "The JSON Schema writes of this type are held to",

@@ -61,3 +61,23 @@ def test_example_config_is_valid(tmp_path):
     """contrib/config.example.yaml loads with every key known and every value valid."""
     config = load_config({}, ROOT / "contrib" / "config.example.yaml", {})
     assert config.processes == 2 and config.auth_enabled and config.log_format == "json"
+
+
+def test_wheel_ships_every_package_and_data_file(tmp_path):
+    """A regular (non-editable) build contains every subpackage, the schemas, the web assets and py.typed."""
+    import subprocess
+    import sys
+    import zipfile
+
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q",
+                             "-w", str(tmp_path), str(ROOT)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    (wheel,) = tmp_path.glob("analysisstore-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    expected_packages = {str(p.parent.relative_to(ROOT)) for p in (ROOT / "analysisstore").rglob("__init__.py")}
+    for package in expected_packages:
+        assert f"{package}/__init__.py" in names, package
+    for name in ("analysisstore/client/commands.py", "analysisstore/client/bundle.py", "analysisstore/py.typed",
+                 "analysisstore/schemas/data_reference.json", "analysisstore/web/index.html",
+                 "analysisstore/web/app.js", "analysisstore/web/style.css"):
+        assert name in names, name

@@ -1,6 +1,11 @@
 """The analysis view and the revisions of headers and tails (PATCH lives with the documents)."""
 from __future__ import annotations
 
+import asyncio
+import tempfile
+from pathlib import Path
+
+from ..client.bundle import BundleWriter, _safe_name, zip_bundle
 from .base import BaseHandler
 
 __all__ = ["routes"]
@@ -15,6 +20,24 @@ class AnalysisHandler(BaseHandler):
         self.write_json(await self.store.analysis(uid, self.config.stale_after_seconds))
 
 
+class BundleHandler(BaseHandler):
+    """``GET /api/v1/analysis/{uid}/bundle``: the analysis as a bundle ``.zip`` (the archive format)."""
+
+    async def get(self, uid: str) -> None:
+        await self.store.get("analysis_header", uid)  # 404 before any work
+        with tempfile.TemporaryDirectory(prefix="asst-bundle-") as scratch:
+            folder, archive = Path(scratch) / "bundle", Path(scratch) / "bundle.zip"
+            await self.store.write_bundle(uid, BundleWriter(folder))
+            await asyncio.to_thread(zip_bundle, folder, archive)
+            self.set_header("Content-Type", "application/zip")
+            self.set_header("Content-Disposition", f'attachment; filename="{_safe_name(uid)}.zip"')
+            with open(archive, "rb") as handle:
+                while chunk := handle.read(1 << 20):
+                    self.write(chunk)
+                    await self.flush()
+        self.finish()
+
+
 class RevisionsHandler(BaseHandler):
     """``GET /api/v1/{doc_type}/{uid}/revisions``: every earlier version, oldest first."""
 
@@ -24,5 +47,6 @@ class RevisionsHandler(BaseHandler):
 
 routes = [
     (r"/api/v1/analysis/([^/]+)", AnalysisHandler),
+    (r"/api/v1/analysis/([^/]+)/bundle", BundleHandler),
     (rf"/api/v1/{_UPDATABLE}/([^/]+)/revisions", RevisionsHandler),
 ]

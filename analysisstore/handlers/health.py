@@ -67,7 +67,9 @@ class StatusHandler(BaseHandler):
 
     async def get(self) -> None:
         self.write_json({"version": __version__, "database": self.store.db.name,
-                         "counts": await self.store.counts()})
+                         "counts": await self.store.counts(),
+                         "stale_after_seconds": self.config.stale_after_seconds,
+                         "auth": self.config.auth_enabled})
 
 
 routes = [

@@ -1,6 +1,7 @@
 """Reads: by uid, pages, counts, latest per value, streams of every match, status and the analysis view."""
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any, AsyncIterator
 
@@ -134,6 +135,20 @@ class ReadsMixin:
                 age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
                 return {"uid": {"$nin": finished}, "time": age}
         raise BadRequest(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
+
+    async def write_bundle(self, uid: str, writer: Any) -> None:
+        """Write one analysis into a BundleWriter (file work off the event loop)."""
+        view = await self.analysis(uid, stale_after=float("inf"))
+        await asyncio.to_thread(writer.write_header, view["header"])
+        for stream in view["streams"]:
+            stream.pop("record_count", None)
+            await asyncio.to_thread(writer.write_stream, stream)
+            async for batch in self.iter_find("data_reference", {"data_reference_header": stream["uid"]},
+                                              [("time", ASCENDING), ("uid", ASCENDING)], batch_size=5_000):
+                await asyncio.to_thread(writer.append_records, stream["uid"], batch)
+        if view["tail"] is not None:
+            await asyncio.to_thread(writer.write_tail, view["tail"])
+        await asyncio.to_thread(writer.finish)
 
     async def analysis(self, uid: str, stale_after: float) -> dict[str, Any]:
         """One analysis whole: header, streams with record counts, tail, derived status."""

@@ -1,0 +1,335 @@
+// analysisstore browser view: a list of analyses and one page per analysis, over the v1 API.
+"use strict";
+
+const main = document.getElementById("main");
+const errorBox = document.getElementById("error");
+const TOKEN_KEY = "analysisstore.token";  // sessionStorage: kept while the tab is open
+let staleAfter = 24 * 3600;
+
+// ---- API ----------------------------------------------------------------------
+
+async function api(path, options = {}) {
+  const headers = Object.assign({ Accept: "application/json" }, options.headers || {});
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const response = await fetch(path, Object.assign({}, options, { headers }));
+  if (!response.ok) {
+    let message = response.status + " " + response.statusText;
+    try {
+      const body = await response.json();
+      message = `${body.error.status} ${body.error.type}: ${body.error.message} (request ${body.error.request_id})`;
+    } catch (_) { /* not our JSON error body */ }
+    if (response.status === 401) message += " — enter a token above.";
+    throw new Error(message);
+  }
+  return options.raw ? response : response.json();
+}
+
+function showError(error) {
+  errorBox.textContent = error.message || String(error);
+  errorBox.hidden = false;
+}
+
+function clearError() { errorBox.hidden = true; errorBox.textContent = ""; }
+
+function query(params) {
+  const search = new URLSearchParams();
+  for (const [key, value] of Object.entries(params)) {
+    if (value !== undefined && value !== null && value !== "") search.set(key, value);
+  }
+  return search.toString();
+}
+
+// ---- small DOM helpers (text is always set as text, never as HTML) -------------------
+
+function el(tag, attrs = {}, ...children) {
+  const node = document.createElement(tag);
+  for (const [key, value] of Object.entries(attrs)) {
+    if (key === "class") node.className = value;
+    else if (key.startsWith("on")) node.addEventListener(key.slice(2), value);
+    else node.setAttribute(key, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) node.append(child instanceof Node ? child : String(child));
+  }
+  return node;
+}
+
+function when(epoch) { return epoch ? new Date(epoch * 1000).toLocaleString() : ""; }
+function badge(status) { return el("span", { class: "status " + status, "data-status": status }, status); }
+function link(uid) { return el("a", { href: "#/analysis/" + encodeURIComponent(uid), class: "analysis-link" }, uid); }
+
+function statusOf(header, tail) {
+  if (tail) return tail.exit_status;
+  return header.time <= Date.now() / 1000 - staleAfter ? "stale" : "running";
+}
+
+async function tailsFor(uids) {
+  if (!uids.length) return {};
+  const body = await api("/api/v1/analysis_tail/search", {
+    method: "POST", headers: { "Content-Type": "application/json" },
+    body: JSON.stringify({ filter: { analysis_header: { $in: uids } }, limit: uids.length }),
+  });
+  return Object.fromEntries(body.items.map((t) => [t.analysis_header, t]));
+}
+
+// ---- the list of analyses ----------------------------------------------------------
+
+const listState = { filters: {}, cursors: [] };
+
+async function renderList() {
+  const f = listState.filters;
+  const form = el("form", { class: "filters", id: "filters" },
+    el("label", {}, "status", el("select", { name: "status" },
+      ...["", "running", "success", "fail", "abort", "stale"].map((s) => {
+        const option = el("option", { value: s }, s || "any");
+        if (s === (f.status || "")) option.selected = true;
+        return option;
+      }))),
+    el("label", {}, "analysis name", el("input", { name: "name", value: f.name || "", placeholder: "e.g. uvvis_absorbance" })),
+    el("label", {}, "text in", el("select", { name: "field" },
+      ...["sample", "project", "owner"].map((s) => {
+        const option = el("option", { value: s }, s);
+        if (s === (f.field || "sample")) option.selected = true;
+        return option;
+      }))),
+    el("label", {}, "contains", el("input", { name: "text", value: f.text || "" })),
+    el("label", {}, "from", el("input", { name: "from", type: "date", value: f.from || "" })),
+    el("label", {}, "to", el("input", { name: "to", type: "date", value: f.to || "" })),
+    el("button", { type: "submit" }, "filter"));
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    const data = new FormData(form);
+    listState.filters = Object.fromEntries(data.entries());
+    listState.cursors = [];
+    renderList().catch(showError);
+  });
+  const params = {
+    order_by: "-time", limit: 25, include_count: "true", status: f.status,
+    "provenance.analysis_name": f.name,
+    [`${f.field || "sample"}__icontains`]: f.text,
+    time__gte: f.from ? f.from + "T00:00:00" : undefined,
+    time__lte: f.to ? f.to + "T23:59:59" : undefined,
+    cursor: listState.cursors[listState.cursors.length - 1],
+  };
+  const page = await api("/api/v1/analysis_header?" + query(params));
+  const tails = await tailsFor(page.items.map((h) => h.uid));
+  const rows = page.items.map((h) => el("tr", { "data-uid": h.uid },
+    el("td", {}, link(h.uid)),
+    el("td", {}, (h.provenance || {}).analysis_name || ""),
+    el("td", {}, h.sample === undefined ? "" : typeof h.sample === "string" ? h.sample : JSON.stringify(h.sample)),
+    el("td", {}, h.project || ""),
+    el("td", {}, when(h.time)),
+    el("td", {}, badge(statusOf(h, tails[h.uid])))));
+  const next = el("button", { id: "next-page", onclick: () => {
+    listState.cursors.push(page.meta.next_cursor);
+    renderList().catch(showError);
+  } }, "next page");
+  next.disabled = !page.meta.next_cursor;
+  const first = el("button", { onclick: () => { listState.cursors = []; renderList().catch(showError); } }, "first page");
+  first.disabled = listState.cursors.length === 0;
+  main.replaceChildren(form,
+    el("div", { class: "pager" }, first, next, el("span", { class: "muted", id: "count" }, `${page.meta.count} analyses`)),
+    el("table", { id: "analyses" },
+      el("thead", {}, el("tr", {}, ...["uid", "analysis", "sample", "project", "time", "status"].map((t) => el("th", {}, t)))),
+      el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no analyses match")))));
+}
+
+// ---- one analysis ----------------------------------------------------------------------
+
+function kv(entries) {
+  return el("dl", { class: "kv" }, ...entries.filter(([, v]) => v !== undefined && v !== null && v !== "")
+    .flatMap(([k, v]) => [el("dt", {}, k), el("dd", {}, v)]));
+}
+
+async function renderAnalysis(uid) {
+  const view = await api("/api/v1/analysis/" + encodeURIComponent(uid));
+  const h = view.header;
+  const prov = h.provenance || {};
+  const inputs = prov.inputs || [];
+  const usedBy = await api("/api/v1/analysis_header?" + query({ "provenance.inputs": uid, fields: "uid,provenance.analysis_name", limit: 100 }));
+  const download = el("button", { id: "download", onclick: () => downloadBundle(uid).catch(showError) }, "download bundle (.zip)");
+  const cards = [
+    el("div", { class: "card" },
+      el("h2", {}, (prov.analysis_name || "analysis") + " ", badge(view.status)),
+      kv([["uid", h.uid], ["time", when(h.time)], ["sample", h.sample && JSON.stringify(h.sample).replace(/^"|"$/g, "")],
+        ["project", h.project], ["owner", h.owner], ["tags", (h.tags || []).join(", ")],
+        ["technique", h.technique_name], ["code hash", prov.analysis_codehash], ["revision", h._revision]]),
+      el("div", { class: "controls" }, download)),
+    el("div", { class: "card" }, el("h2", {}, "provenance"),
+      el("h3", {}, "inputs"), inputs.length ? el("ul", { id: "inputs" }, ...inputs.map((u) => el("li", {}, link(u)))) : el("p", { class: "muted" }, "none"),
+      el("h3", {}, "used by"), usedBy.items.length
+        ? el("ul", { id: "used-by" }, ...usedBy.items.map((d) => el("li", {}, link(d.uid), " ", (d.provenance || {}).analysis_name || "")))
+        : el("p", { class: "muted" }, "no later analysis uses this one"),
+      el("h3", {}, "parameters and provenance"), el("pre", {}, JSON.stringify(prov, null, 2))),
+  ];
+  for (const stream of view.streams) cards.push(await streamCard(stream));
+  cards.push(el("div", { class: "card" }, el("h2", {}, "tail"), view.tail
+    ? kv([["exit status", badge(view.tail.exit_status)], ["reason", view.tail.reason], ["time", when(view.tail.time)], ["notes", view.tail.notes]])
+    : el("p", { class: "muted" }, "no tail yet: the analysis has not ended")));
+  cards.push(await revisionsCard(uid, view.tail));
+  main.replaceChildren(el("p", {}, el("a", { href: "#/" }, "← all analyses")), ...cards);
+}
+
+async function streamCard(stream) {
+  const keys = Object.entries(stream.data_keys);
+  const card = el("div", { class: "card stream", "data-stream": stream.uid },
+    el("h2", {}, `stream ${stream.name || stream.uid} `, el("span", { class: "muted" }, `${stream.record_count} records`)),
+    el("table", {}, el("thead", {}, el("tr", {}, ...["key", "dtype", "shape", "units"].map((t) => el("th", {}, t)))),
+      el("tbody", {}, ...keys.map(([k, d]) => el("tr", {}, el("td", {}, k), el("td", {}, d.dtype),
+        el("td", {}, d.shape ? JSON.stringify(d.shape) : ""), el("td", {}, d.units || ""))))));
+  const records = el("div", {});
+  const plot = el("div", { class: "plot-area" });
+  card.append(el("h3", {}, "records"), records, el("h3", {}, "plot"), plot);
+  await recordsTable(stream, records, []);
+  plotControls(stream, plot);
+  return card;
+}
+
+async function recordsTable(stream, container, cursors) {
+  const params = { data_reference_header: stream.uid, order_by: "seq_num,time", limit: 10, cursor: cursors[cursors.length - 1] };
+  const page = await api("/api/v1/data_reference?" + query(params));
+  const keys = Object.keys(stream.data_keys);
+  const cell = (v) => Array.isArray(v) ? `[${v.length} values]` : typeof v === "number" ? Number(v.toPrecision(6)) : JSON.stringify(v);
+  const next = el("button", { onclick: () => recordsTable(stream, container, [...cursors, page.meta.next_cursor]).catch(showError) }, "next records");
+  next.disabled = !page.meta.next_cursor;
+  container.replaceChildren(
+    el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", {}, "seq_num"), ...keys.map((k) => el("th", {}, k)))),
+      el("tbody", {}, ...page.items.map((r) => el("tr", {}, el("td", { class: "num" }, r.seq_num ?? ""),
+        ...keys.map((k) => el("td", { class: "num" }, k in r.data ? cell(r.data[k]) : "")))))),
+    el("div", { class: "pager" }, next));
+}
+
+function plotControls(stream, container) {
+  const numeric = Object.entries(stream.data_keys).filter(([, d]) => ["number", "integer", "array"].includes(d.dtype)).map(([k]) => k);
+  if (!numeric.length) { container.append(el("p", { class: "muted" }, "no numeric keys to plot")); return; }
+  const arrays = Object.entries(stream.data_keys).filter(([, d]) => d.dtype === "array").map(([k]) => k);
+  const xChoices = arrays.length ? arrays : ["seq_num", "time", ...numeric];
+  const x = el("select", { class: "plot-x" }, ...xChoices.map((k) => el("option", { value: k }, k)));
+  const y = el("select", { class: "plot-y" }, ...numeric.filter((k) => !arrays.length || arrays.includes(k)).map((k) => el("option", { value: k }, k)));
+  if (y.options.length > 1) y.selectedIndex = 1;
+  const area = el("div", {});
+  const draw = () => drawPlot(stream, x.value, y.value, area).catch(showError);
+  x.addEventListener("change", draw);
+  y.addEventListener("change", draw);
+  container.append(el("div", { class: "controls" }, "x ", x, " y ", y), area);
+  draw();
+}
+
+async function drawPlot(stream, xKey, yKey, area) {
+  const page = await api("/api/v1/data_reference?" + query({ data_reference_header: stream.uid, order_by: "seq_num,time", limit: 2000 }));
+  let points = [];
+  const first = page.items[0];
+  if (first && Array.isArray(first.data[yKey])) {  // array data: one curve from the first record
+    const ys = first.data[yKey];
+    const xs = Array.isArray(first.data[xKey]) ? first.data[xKey] : ys.map((_, i) => i);
+    points = ys.map((v, i) => [xs[i], v]);
+  } else {
+    const xOf = (r) => (xKey === "seq_num" ? r.seq_num : xKey === "time" ? r.time : r.data[xKey]);
+    points = page.items.map((r) => [xOf(r), r.data[yKey]]);
+  }
+  points = points.filter(([a, b]) => typeof a === "number" && typeof b === "number" && isFinite(a) && isFinite(b));
+  area.replaceChildren(points.length ? svgPlot(points, xKey, yKey) : el("p", { class: "muted" }, "nothing numeric to plot"));
+}
+
+function svgPlot(points, xLabel, yLabel) {
+  const W = 640, H = 300, L = 60, R = 15, T = 15, B = 40;
+  const xs = points.map((p) => p[0]), ys = points.map((p) => p[1]);
+  let [x0, x1, y0, y1] = [Math.min(...xs), Math.max(...xs), Math.min(...ys), Math.max(...ys)];
+  if (x0 === x1) { x0 -= 1; x1 += 1; }
+  if (y0 === y1) { y0 -= 1; y1 += 1; }
+  const sx = (v) => L + ((v - x0) / (x1 - x0)) * (W - L - R);
+  const sy = (v) => H - B - ((v - y0) / (y1 - y0)) * (H - T - B);
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("class", "plot");
+  svg.setAttribute("viewBox", `0 0 ${W} ${H}`);
+  svg.setAttribute("width", W);
+  svg.setAttribute("height", H);
+  const add = (tag, attrs, text) => {
+    const node = document.createElementNS(ns, tag);
+    for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
+    if (text !== undefined) node.textContent = text;
+    svg.append(node);
+  };
+  add("line", { class: "axis", x1: L, y1: H - B, x2: W - R, y2: H - B });
+  add("line", { class: "axis", x1: L, y1: T, x2: L, y2: H - B });
+  for (let i = 0; i <= 4; i++) {
+    const xv = x0 + ((x1 - x0) * i) / 4, yv = y0 + ((y1 - y0) * i) / 4;
+    add("text", { x: sx(xv), y: H - B + 15, "text-anchor": "middle" }, Number(xv.toPrecision(4)));
+    add("text", { x: L - 6, y: sy(yv) + 4, "text-anchor": "end" }, Number(yv.toPrecision(4)));
+  }
+  add("text", { x: (L + W - R) / 2, y: H - 5, "text-anchor": "middle" }, xLabel);
+  add("text", { x: L + 6, y: T + 4 }, yLabel);
+  const sorted = [...points].sort((a, b) => a[0] - b[0]);
+  add("polyline", { class: "line", points: sorted.map(([a, b]) => `${sx(a).toFixed(1)},${sy(b).toFixed(1)}`).join(" ") });
+  if (sorted.length <= 200) {  // few points: mark each, so a single record still shows
+    for (const [a, b] of sorted) add("circle", { class: "point", cx: sx(a).toFixed(1), cy: sy(b).toFixed(1), r: 3 });
+  }
+  return svg;
+}
+
+async function revisionsCard(uid, tail) {
+  const card = el("div", { class: "card" }, el("h2", {}, "revisions"));
+  for (const [docType, docUid] of [["analysis_header", uid], ["analysis_tail", tail && tail.uid]]) {
+    if (!docUid) continue;
+    const body = await api(`/api/v1/${docType}/${encodeURIComponent(docUid)}/revisions`);
+    card.append(el("h3", {}, docType), body.items.length
+      ? el("ul", {}, ...body.items.map((r) => el("li", {}, `revision ${r.revision}, replaced ${when(r.replaced_at)}`,
+        el("pre", {}, JSON.stringify(r.document, null, 2)))))
+      : el("p", { class: "muted" }, "never changed"));
+  }
+  return card;
+}
+
+async function downloadBundle(uid) {
+  const response = await api("/api/v1/analysis/" + encodeURIComponent(uid) + "/bundle", { raw: true, headers: { Accept: "application/zip" } });
+  const url = URL.createObjectURL(await response.blob());
+  const a = el("a", { href: url, download: uid + ".zip" });
+  document.body.append(a);
+  a.click();
+  a.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 10000);
+}
+
+// ---- running count, token, routing ----------------------------------------------------
+
+async function refreshRunning() {
+  try {
+    const body = await api("/api/v1/analysis_header?" + query({ status: "running", include_count: "true", limit: 1, fields: "uid" }));
+    document.getElementById("running").textContent = `running: ${body.meta.count}`;
+  } catch (_) {
+    document.getElementById("running").textContent = "running: –";
+  }
+}
+
+document.getElementById("token-form").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const value = document.getElementById("token").value.trim();
+  if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
+  document.getElementById("token").value = "";
+  route();
+});
+
+async function route() {
+  clearError();
+  try {
+    const status = await api("/api/v1/status");
+    staleAfter = status.stale_after_seconds;
+  } catch (error) { showError(error); }
+  refreshRunning();
+  const match = location.hash.match(/^#\/analysis\/(.+)$/);
+  main.replaceChildren(el("p", { class: "muted" }, "loading…"));
+  try {
+    if (match) await renderAnalysis(decodeURIComponent(match[1]));
+    else await renderList();
+    main.setAttribute("data-ready", "true");
+  } catch (error) {
+    main.replaceChildren();
+    showError(error);
+  }
+}
+
+window.addEventListener("hashchange", () => { main.removeAttribute("data-ready"); route(); });
+setInterval(refreshRunning, 10000);
+route();
