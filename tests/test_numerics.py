@@ -109,3 +109,26 @@ def test_helpers():
     assert first_crossing(np.array([0.0, 1.0]), np.array([0.0, 0.1]), 0.6) is None
     with pytest.raises(ValueError, match="odd"):
         moving_average(np.array([1.0]), 2)
+
+
+def test_inputs_from_a_local_bundle(tmp_path):
+    """An analysis can read its input from a bundle on disk (no service), with the same result."""
+    from analysisstore.client.bundle import BundleWriter, zip_bundle
+
+    header = {"uid": "acq-local", "time": 1.0, "provenance": {"analysis_name": "acquisition"}}
+    stream = {"uid": "s-local", "time": 1.0, "analysis_header": "acq-local", "name": "spectra",
+              "data_keys": {k: {"dtype": "array"} for k in UVVIS}}
+    writer = BundleWriter(tmp_path / "b")
+    writer.write_header(header)
+    writer.write_stream(stream)
+    writer.append_records("s-local", [{"uid": "r0", "time": 1.0, "data_reference_header": "s-local",
+                                       "data": UVVIS, "timestamps": {}}])
+    writer.finish()
+    zip_bundle(tmp_path / "b", tmp_path / "b.zip")
+    from analysisstore.drivers.analysis import AnalysisInput
+
+    local = AnalysisInput.from_bundle(tmp_path / "b.zip")
+    analysis = UvvisAbsorbance([local])
+    analysis.run()
+    assert analysis.outputs["absorbance"][0]["transmission"] == pytest.approx([0.1, 0.5, 1.0])
+    assert analysis.inputs[0].uid == "acq-local"

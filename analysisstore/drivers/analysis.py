@@ -57,6 +57,18 @@ class AnalysisInput:
     def uid(self) -> str:
         return str(self.header["uid"])
 
+    @classmethod
+    def from_bundle(cls, path: Any) -> "AnalysisInput":
+        """An input read from a local bundle directory or ``.zip`` (validated first), no service needed."""
+        from ..client.bundle import read_bundle
+
+        (bundle,) = read_bundle(path)
+        with bundle:
+            bundle.validate()
+            streams = {s.get("name") or s["uid"]: s for s in bundle.streams}
+            records = {name: list(bundle.records(s["uid"])) for name, s in streams.items()}
+            return cls(bundle.header, streams, records)
+
     def data(self, stream: str) -> list[dict[str, Any]]:
         """The ``data`` of every record of one stream, in order."""
         try:
