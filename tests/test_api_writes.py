@@ -288,3 +288,15 @@ def test_document_over_16mb_is_413_and_bulk_writes_nothing(service, analysis):
     error = assert_error(post(service, "data_reference", [small, huge]), 413, "PayloadTooLarge", "nothing was written")
     assert error["details"][0]["uid"] == "huge"
     assert service.count("data_reference") == 0
+
+
+def test_parent_checks_stay_correct_with_the_cache(service, analysis):
+    """Cached parents and finalization never let a write through that the database would refuse."""
+    stream_uid, header_uid = analysis["stream"]["uid"], analysis["header"]["uid"]
+    assert post(service, "data_reference", record_doc(stream_uid, 0)).status_code == 201  # caches the stream
+    assert_error(post(service, "data_reference", record_doc("never-written", 1)), 404)
+    assert post(service, "analysis_tail", tail_doc(header_uid)).status_code == 201
+    # the stream is cached as existing, but the new tail must still be seen: finalization is never cached negatively
+    assert_error(post(service, "data_reference", record_doc(stream_uid, 2)), 409, "Finalized")
+    assert_error(post(service, "data_reference", record_doc(stream_uid, 3)), 409, "Finalized")
+    assert service.count("data_reference") == 1

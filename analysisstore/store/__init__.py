@@ -14,6 +14,7 @@ from pymongo import ASCENDING, AsyncMongoClient
 from ..schemas import DOC_TYPES
 from ._common import (
     ALREADY_STORED,
+    ImmutableCache,
     EXIT_STATUSES,
     INSERTED,
     STATUSES,
@@ -40,6 +41,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
         self.client = client
         self.db = client[database]
         self.max_time_ms = max_time_ms
+        self.known = ImmutableCache()
 
     @classmethod
     def connect(

@@ -4,7 +4,7 @@ from __future__ import annotations
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..documents import check_record_keys
 from ..errors import AnalysisStoreError, Conflict, Finalized, NotFound, ValidationFailed
@@ -14,6 +14,7 @@ from ._common import (
     _PARENT_PROJECTION,
     ALREADY_STORED,
     INSERTED,
+    ImmutableCache,
     ItemResult,
     WriteOutcome,
     _database_errors,
@@ -26,6 +27,7 @@ class WritesMixin:
 
     db: AsyncDatabase
     max_time_ms: int
+    known: ImmutableCache
 
     async def insert(self, doc_type: str, docs: list[tuple[dict[str, Any], bool]]) -> WriteOutcome:
         """Insert validated ``(document, time_filled)`` pairs of one type.
@@ -78,12 +80,14 @@ class WritesMixin:
     ) -> None:
         parent_field = PARENT_FIELD[doc_type]
         wanted = {docs[i][0][parent_field] for i in to_write}
-        parents = {
-            p["uid"]: p
+        parents = {uid: p for uid in wanted if (p := self.known.get((parent_field, uid))) is not None}
+        missing = wanted - set(parents)
+        if missing:
             async for p in self.db[parent_field].find(
-                {"uid": {"$in": list(wanted)}}, _PARENT_PROJECTION[parent_field], max_time_ms=self.max_time_ms
-            )
-        }
+                {"uid": {"$in": list(missing)}}, _PARENT_PROJECTION[parent_field], max_time_ms=self.max_time_ms
+            ):
+                parents[p["uid"]] = p
+                self.known.put((parent_field, p["uid"]), p)  # streams and headers never change these fields
         header_of = {
             uid: (p["analysis_header"] if parent_field == "data_reference_header" else uid)
             for uid, p in parents.items()
@@ -108,14 +112,20 @@ class WritesMixin:
                     outcome.items[i].error = exc
 
     async def _finalized_headers(self, header_uids: set[str]) -> set[str]:
-        if not header_uids:
-            return set()
+        """Which of these analyses have a tail (only 'finalized' is cached: it never reverts)."""
+        finalized = {uid for uid in header_uids if self.known.get(("finalized", uid))}
+        unknown = header_uids - finalized
+        if not unknown:
+            return finalized
         cursor = self.db.analysis_tail.find(
-            {"analysis_header": {"$in": list(header_uids)}},
+            {"analysis_header": {"$in": list(unknown)}},
             {"_id": 0, "analysis_header": 1},
             max_time_ms=self.max_time_ms,
         )
-        return {t["analysis_header"] async for t in cursor}
+        async for tail in cursor:
+            finalized.add(tail["analysis_header"])
+            self.known.put(("finalized", tail["analysis_header"]), True)
+        return finalized
 
     async def _allow_only_resend(
         self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult, header_uid: str
@@ -144,7 +154,12 @@ class WritesMixin:
         batch = [docs[i][0] for i in pending]
         outcome.written = True
         try:
-            await self.db[doc_type].insert_many(batch, ordered=False)
+            if len(batch) == 1:  # a single document skips the bulk machinery
+                await self.db[doc_type].insert_one(batch[0])
+            else:
+                await self.db[doc_type].insert_many(batch, ordered=False)
+        except DuplicateKeyError:
+            await self._resolve_duplicate(doc_type, docs[pending[0]], outcome.items[pending[0]])
         except BulkWriteError as exc:
             for error in exc.details.get("writeErrors", []):
                 i = pending[error["index"]]
