@@ -66,6 +66,27 @@ def service_insert(client: AnalysisClient, records: list[dict[str, Any]], chunk_
     return time.perf_counter() - start
 
 
+def direct_singles(db: Any, records: list[dict[str, Any]]) -> float:
+    coll = db[f"data_reference_{uuid.uuid4().hex[:8]}"]
+    coll.create_indexes(index_models("data_reference"))
+    docs = [dict(r, uid=str(uuid.uuid4()), data_reference_header="stream") for r in records]
+    start = time.perf_counter()
+    for doc in docs:
+        coll.insert_one(doc)
+    return time.perf_counter() - start
+
+
+def service_singles(client: AnalysisClient, records: list[dict[str, Any]]) -> float:
+    header = client.insert_analysis_header(provenance={"analysis_name": "bench"})
+    stream = client.insert_data_reference_header(header, data_keys={"wavelength": {"dtype": "number"},
+                                                                    "absorbance": {"dtype": "number"}})
+    start = time.perf_counter()
+    for r in records:
+        client.insert_data_reference(stream, str(uuid.uuid4()), r["time"], r["data"], r["timestamps"],
+                                     seq_num=r["seq_num"])
+    return time.perf_counter() - start
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -96,6 +117,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=10_000)
     parser.add_argument("--chunk-size", type=int, action="append", help="client chunk size(s); default 500")
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--singles", type=int, default=2_000, help="sequential single inserts (0: skip)")
     args = parser.parse_args()
     chunk_sizes = args.chunk_size or [500]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
@@ -123,6 +145,9 @@ def main() -> None:
             for chunk in chunk_sizes:
                 service_times[chunk].append(service_insert(client, records, chunk))
             log.info("round %d done", round_no + 1)
+        singles = records[:args.singles]
+        single_direct = direct_singles(direct_db, singles) if singles else 0.0
+        single_service = service_singles(client, singles) if singles else 0.0
 
     direct = statistics.median(direct_times)
     rows = [{"method": "pymongo insert_many", "chunk_size": None, "seconds": direct,
@@ -137,6 +162,13 @@ def main() -> None:
     for row in rows:
         print(f"{row['method']:<30}{row['chunk_size'] or '':>7}{row['seconds']:>10.3f}"
               f"{row['docs_per_s']:>10.0f}{row['ratio']:>8.2f}")
+    if args.singles:
+        n = min(args.singles, args.records)
+        print(f"{'pymongo insert_one (sequential)':<30}{'':>7}{single_direct:>10.3f}{n / single_direct:>10.0f}{1.0:>8.2f}")
+        print(f"{'insert_data_reference (seq.)':<30}{'':>7}{single_service:>10.3f}{n / single_service:>10.0f}"
+              f"{single_direct / single_service:>8.2f}")
+        rows.append({"method": "sequential singles", "direct_seconds": single_direct,
+                     "service_seconds": single_service, "ratio": single_direct / single_service})
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"bulk_ingest-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps({"records": args.records, "repeat": args.repeat, "python": platform.python_version(),
