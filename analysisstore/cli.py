@@ -82,8 +82,7 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
                      "parameters are skipped; failures are recorded as 'fail' tails with the reason."),
     )
     analyze.add_argument("name", metavar="NAME", help="the analysis to run")
-    analyze.add_argument("--where", action="append", default=[], metavar="FIELD[__OP]=VALUE",
-                         help="select the input analyses (repeatable)")
+    _add_where(analyze, "the input analyses")
     analyze.add_argument("--params", default="{}", help='parameters as JSON, e.g. \'{"smooth": 5}\'')
     analyze.add_argument("--concurrency", type=int, default=2, help="analyses run at once (default: %(default)s)")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -109,6 +108,11 @@ def _add_service_options(parser: argparse.ArgumentParser) -> None:
                         help="bearer token for the service (default: $ASST_TOKEN)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
                         help="log verbosity (default: %(default)s)")
+
+
+def _add_where(parser: argparse.ArgumentParser, what: str) -> None:
+    parser.add_argument("--where", action="append", default=[], metavar="FIELD[__OP]=VALUE",
+                        help=f"select {what} by a lookup, e.g. project=demo or time__gte=2026-01-01 (repeatable)")
 
 
 def _add_sync(sub: argparse._SubParsersAction) -> None:
@@ -144,8 +148,7 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
                      "archives: one OUT/<uid>.zip each, or all in the single file OUT with --one-file."),
     )
     export.add_argument("uids", nargs="*", metavar="UID", help="analysis_header uids to export")
-    export.add_argument("--where", action="append", default=[], metavar="FIELD[__OP]=VALUE",
-                        help="select analyses by a lookup, e.g. project=demo or time__gte=2026-01-01 (repeatable)")
+    _add_where(export, "analyses")
     export.add_argument("-o", "--out", type=Path, required=True, help="output directory (or .zip with --one-file)")
     export.add_argument("--one-file", action="store_true", help="one .zip holding every exported analysis")
     _add_service_options(export)

@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import select
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -25,34 +28,41 @@ def _free_port() -> int:
 
 
 class Serve:
-    """One `analysisstore serve` child process."""
+    """One `analysisstore serve` child process, which reports readiness on a notify socket."""
 
     def __init__(self, *args: str) -> None:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
+        self.workers = int(args[args.index("--processes") + 1]) if "--processes" in args else 1
+        self._notify_dir = tempfile.mkdtemp(prefix="asst-n-")  # short: unix socket paths are limited
+        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.notify.bind(os.path.join(self._notify_dir, "notify"))
+        env = {**os.environ, "NOTIFY_SOCKET": os.path.join(self._notify_dir, "notify")}
         # Its own process group, so kill() also reaches worker processes (--processes N).
         self.process = subprocess.Popen(
             [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
         )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
-        """Poll /readyz until it answers 200 (or the process dies)."""
+        """Block until every worker has sent READY=1 (or the process dies), then check /readyz."""
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
+        ready = 0
+        while ready < self.workers:
             if self.process.poll() is not None:
                 raise AssertionError(f"serve exited early:\n{self.process.stdout.read()}")
-            try:
-                if requests.get(f"{self.url}/readyz", timeout=2).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                pass
-            time.sleep(0.05)  # polling interval while waiting on readiness
-        raise AssertionError("serve did not become ready")
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("serve did not become ready")
+            readable, _, _ = select.select([self.notify], [], [], min(remaining, 1.0))  # wakes on the message
+            if readable and b"READY=1" in self.notify.recv(4096):
+                ready += 1
+        assert requests.get(f"{self.url}/readyz", timeout=10).status_code == 200
 
     def terminate(self, timeout: float = 60.0) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
         output, _ = self.process.communicate(timeout=timeout)
+        self.close()
         return self.process.returncode, output
 
     def kill(self) -> None:
@@ -62,6 +72,11 @@ class Serve:
         except ProcessLookupError:
             pass
         self.process.communicate(timeout=60)
+        self.close()
+
+    def close(self) -> None:
+        self.notify.close()
+        shutil.rmtree(self._notify_dir, ignore_errors=True)
 
 
 @pytest.fixture

@@ -22,6 +22,7 @@ from typing import Any, Callable, Iterable, Mapping
 from tqdm import tqdm
 
 from ..client import AnalysisClient, ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from . import ThreadClients
 from .analysis import AnalysisInput, BaseAnalysis
 
 __all__ = ["AnalysisDriver", "DriverReport", "load_input", "write_analysis", "run_batch"]
@@ -84,7 +85,7 @@ class AnalysisDriver:
         self._queue: list[tuple[int, int]] = []  # (-priority, sequence): payloads live in _tasks
         self._tasks: dict[int, BaseAnalysis] = {}
         self._sequence = itertools.count()
-        self._local = threading.local()
+        self._clients = ThreadClients(client_factory)
 
     def submit(self, analysis: BaseAnalysis, priority: int = 0) -> None:
         """Queue ``analysis``; higher priority runs first, equal priorities in submission order."""
@@ -94,12 +95,6 @@ class AnalysisDriver:
 
     def __len__(self) -> int:
         return len(self._queue)
-
-    def _client(self) -> AnalysisClient:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self.client_factory()
-        return client
 
     def run(self) -> DriverReport:
         """Run everything queued; returns what happened to each analysis."""
@@ -122,7 +117,7 @@ class AnalysisDriver:
 
     def _execute(self, analysis: BaseAnalysis) -> tuple[str, str, str | None]:
         uid = analysis.analysis_uuid
-        client = self._client()
+        client = self._clients.get()
         if self.skip_existing and client.find_analysis_header(uid=uid, limit=1):
             return uid, "skipped", None
         try:
@@ -148,7 +143,8 @@ def run_batch(client_factory: Callable[[], AnalysisClient], analysis: type[BaseA
               progress_bar: bool | None = None) -> DriverReport:
     """Run ``analysis`` on every analysis matching ``lookups``, skipping inputs already analysed alike."""
     client = client_factory()
-    driver = AnalysisDriver(client_factory, concurrency=concurrency, progress_bar=progress_bar)
+    # Existing analyses are skipped below, before their inputs are loaded; the driver need not ask again.
+    driver = AnalysisDriver(client_factory, concurrency=concurrency, skip_existing=False, progress_bar=progress_bar)
     report = DriverReport()
     inputs: Iterable[Any] = client.iter_lookup("analysis_header", lookups, fields=["uid", "provenance.analysis_name"])
     for header in inputs:

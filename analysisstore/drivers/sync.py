@@ -27,6 +27,7 @@ from tqdm import tqdm
 from ..client import AnalysisClient, ServiceError, ServiceUnavailable, ServiceUnreachable, TooManyRequests
 from ..client.bundle import Bundle, BundleError, write_atomic, zip_bundle
 from ..client.spool import ACTIVE, FINISHED, QUARANTINED, SYNCED
+from . import ThreadClients
 from .push import Progress, load_progress, push_bundle, save_progress
 
 __all__ = ["Syncer", "SyncReport"]
@@ -66,7 +67,7 @@ class Syncer:
         self.backoff = backoff
         self.zip_synced = zip_synced
         self.progress_bar = progress_bar
-        self._local = threading.local()
+        self._clients = ThreadClients(client_factory)
         for name in (ACTIVE, FINISHED, SYNCED, QUARANTINED, STATE):
             (self.root / name).mkdir(parents=True, exist_ok=True)
 
@@ -117,12 +118,6 @@ class Syncer:
 
     # ---- one bundle -------------------------------------------------------------
 
-    def _client(self) -> AnalysisClient:
-        client = getattr(self._local, "client", None)
-        if client is None:
-            client = self._local.client = self.client_factory()
-        return client
-
     def _progress_path(self, name: str) -> Path:
         return self.root / STATE / f"{name}.progress.json"
 
@@ -145,7 +140,7 @@ class Syncer:
             try:
                 with Bundle(path) as bundle:
                     bundle.validate()
-                    push_bundle(self._client(), bundle, progress, lambda p: save_progress(progress_path, p),
+                    push_bundle(self._clients.get(), bundle, progress, lambda p: save_progress(progress_path, p),
                                 self.chunk_size, on_records)
                 self._finish(path)
                 log.info("synced %s", name)
