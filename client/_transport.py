@@ -44,8 +44,13 @@ class Transport:
                  retries: int = 5, backoff: float = 0.25) -> None:
         self.base_url = base_url.rstrip("/") + "/"
         self.timeout = (CONNECT_TIMEOUT, timeout)
-        self.session = requests.Session()
-        retry = Retry(
+        self.token = token
+        # requests re-reads *_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE on every
+        # request, scanning all of os.environ twice: a third of the client's
+        # CPU time per small write. They are read once, here. netrc is left
+        # out on purpose: the service authenticates with the bearer token.
+        self._environment = requests.Session().merge_environment_settings(self.base_url, {}, None, None, None)
+        self.session = self._session(max_retries=Retry(
             total=retries,
             connect=retries,
             read=retries,
@@ -60,14 +65,31 @@ class Transport:
             retry_after_max=60,
             respect_retry_after_header=True,
             raise_on_status=False,
-        )
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=4, pool_maxsize=16)
-        self.session.mount("http://", adapter)
-        self.session.mount("https://", adapter)
-        self.session.headers["Accept"] = "application/json"
-        self.session.headers["User-Agent"] = "analysisstore-client"
-        if token:
-            self.session.headers["Authorization"] = f"Bearer {token}"
+        ))
+        self._probe_session: requests.Session | None = None
+
+    def _session(self, max_retries: Retry | int) -> requests.Session:
+        session = requests.Session()
+        adapter = HTTPAdapter(max_retries=max_retries, pool_connections=4, pool_maxsize=16)
+        session.mount("http://", adapter)
+        session.mount("https://", adapter)
+        session.headers["Accept"] = "application/json"
+        session.headers["User-Agent"] = "analysisstore-client"
+        if self.token:
+            session.headers["Authorization"] = f"Bearer {self.token}"
+        session.proxies.update(self._environment["proxies"])
+        session.verify = self._environment["verify"]
+        session.trust_env = False
+        return session
+
+    def probe(self, path: str, timeout: tuple[float, float]) -> bool:
+        """One GET without retries (same proxies, CA bundle and token): did the service answer 200?"""
+        if self._probe_session is None:
+            self._probe_session = self._session(max_retries=0)
+        try:
+            return self._probe_session.get(self.url(path), timeout=timeout).status_code == 200
+        except requests.RequestException:
+            return False
 
     def url(self, path: str) -> str:
         return path if path.startswith(("http://", "https://")) else self.base_url + path.lstrip("/")
@@ -95,3 +117,5 @@ class Transport:
 
     def close(self) -> None:
         self.session.close()
+        if self._probe_session is not None:
+            self._probe_session.close()

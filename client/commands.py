@@ -138,11 +138,7 @@ class AnalysisClient:
 
     def connection_status(self) -> bool:
         """True if an analysisstore service answers, False otherwise (never raises for that)."""
-        try:
-            response = requests.get(self._host_url + "is_connected", timeout=_PROBE_TIMEOUT)
-        except requests.RequestException:
-            return False
-        return response.status_code == 200
+        return self._transport.probe("is_connected", _PROBE_TIMEOUT)
 
     def get(self, url: str, query: Mapping[str, Any]) -> Any:
         """0.x raw GET: ``query`` (``{"signature", "payload"}``) sent as the JSON query string."""

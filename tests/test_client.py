@@ -62,6 +62,20 @@ def test_connection_status(client, closed_port):
     assert AnalysisClient({"host": "127.0.0.1", "port": closed_port}).connection_status() is False
 
 
+def test_proxy_environment_is_read_once_when_the_client_is_made(service, closed_port, monkeypatch):
+    """HTTP_PROXY/NO_PROXY at construction decide the route; later changes do not (read once, not per call)."""
+    for name in ("NO_PROXY", "no_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{closed_port}")
+    proxied = AnalysisClient({"url": service.url, "retries": 0})
+    assert proxied.connection_status() is False  # it went to the (dead) proxy
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    assert proxied.connection_status() is False
+    bypassing = AnalysisClient({"url": service.url, "retries": 0})
+    monkeypatch.setenv("NO_PROXY", "")
+    assert bypassing.connection_status() is True
+
+
 def test_unreachable_service_raises_after_retries(closed_port):
     """No service: a ServiceUnreachable, which old code catches as requests.ConnectionError."""
     c = AnalysisClient({"host": "127.0.0.1", "port": closed_port, "retries": 1})

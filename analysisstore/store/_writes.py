@@ -117,12 +117,17 @@ class WritesMixin:
         unknown = header_uids - finalized
         if not unknown:
             return finalized
-        cursor = self.db.analysis_tail.find(
-            {"analysis_header": {"$in": list(unknown)}},
-            {"_id": 0, "analysis_header": 1},
-            max_time_ms=self.max_time_ms,
-        )
-        async for tail in cursor:
+        projection = {"_id": 0, "analysis_header": 1}
+        if len(unknown) == 1:  # the common case (one analysis per request): no cursor to open and close
+            found = await self.db.analysis_tail.find_one(
+                {"analysis_header": next(iter(unknown))}, projection, max_time_ms=self.max_time_ms
+            )
+            tails = [found] if found is not None else []
+        else:
+            tails = await self.db.analysis_tail.find(
+                {"analysis_header": {"$in": list(unknown)}}, projection, max_time_ms=self.max_time_ms
+            ).to_list(None)
+        for tail in tails:
             finalized.add(tail["analysis_header"])
             self.known.put(("finalized", tail["analysis_header"]), True)
         return finalized
