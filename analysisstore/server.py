@@ -20,6 +20,7 @@ from pathlib import Path
 from .config import ServiceConfig, default_data_dir
 from .embedded import EmbeddedMongo
 from .errors import DatabaseUnavailable
+from .readiness import notify_ready
 
 __all__ = ["serve", "run_service"]
 
@@ -63,26 +64,6 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
         log.warning("connections still open after %.0fs; closing anyway", config.drain_seconds)
     await store.close()
     log.info("stopped")
-
-
-def notify_ready() -> None:
-    """Tell a supervisor this process serves: ``READY=1`` to ``$NOTIFY_SOCKET`` (systemd's sd_notify protocol).
-
-    Each worker sends it once it listens with its indexes ensured, so a
-    supervisor (systemd with ``NotifyAccess=all``, or a test) waits on an
-    event instead of polling the port.
-    """
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return
-    if address.startswith("@"):  # abstract namespace
-        address = "\0" + address[1:]
-    try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
-            sock.connect(address)
-            sock.sendall(f"READY=1\nMAINPID={os.getpid()}".encode())
-    except OSError as exc:
-        log.warning("cannot notify %s of readiness: %s", address, exc)
 
 
 def _write_pid_file(path: Path) -> None:

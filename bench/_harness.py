@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import socket
 import statistics
 import subprocess
@@ -13,10 +14,10 @@ from contextlib import ExitStack, contextmanager
 from pathlib import Path
 from typing import Any, Iterator
 
-import requests
 from pymongo import MongoClient
 
 from analysisstore.embedded import EmbeddedMongo
+from analysisstore.readiness import NotReady, ReadyListener
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -33,18 +34,17 @@ class ServiceProcess:
     def __init__(self, mongo_uri: str, database: str, *extra: str) -> None:
         port = free_port()
         self.url = f"http://127.0.0.1:{port}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(port),
-             "--mongo-uri", mongo_uri, "--database", database, "--log-level", "warning", *extra])
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        workers = int(extra[extra.index("--processes") + 1]) if "--processes" in extra else 1
+        with ReadyListener() as ready:  # the service says when it serves: no polling
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(port),
+                 "--mongo-uri", mongo_uri, "--database", database, "--log-level", "warning", *extra],
+                env=ready.env())
             try:
-                if requests.get(f"{self.url}/readyz", timeout=1).status_code == 200:
-                    return
-            except requests.ConnectionError:
-                time.sleep(0.05)
-        self.process.kill()
-        raise SystemExit("the service did not become ready")
+                ready.wait(self.process, workers, timeout=60)
+            except NotReady as exc:
+                self.process.kill()
+                raise SystemExit(f"the service did not become ready: {exc}") from None
 
     def memory(self) -> dict[str, int]:
         """Current and peak resident memory of the service process, bytes (Linux)."""
@@ -54,6 +54,14 @@ class ServiceProcess:
             if key in ("VmRSS", "VmHWM"):
                 out[key] = int(value.split()[0]) * 1024
         return out
+
+    def reset_peak(self) -> bool:
+        """Start a new peak-memory window (Linux ``clear_refs`` 5); False where not permitted."""
+        try:
+            Path(f"/proc/{self.process.pid}/clear_refs").write_text("5")
+            return True
+        except OSError:
+            return False
 
     def stop(self) -> None:
         self.process.terminate()
@@ -83,8 +91,22 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
+RUN_LOG = "ASST_BENCH_RUN"  # set by ``python -m bench``: each script appends the path of its results
+
+
 def save(name: str, payload: dict[str, Any]) -> Path:
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"{name}-{time.strftime('%Y%m%dT%H%M%S')}.json"
     out.write_text(json.dumps(payload, indent=2))
+    if os.environ.get(RUN_LOG):
+        with open(os.environ[RUN_LOG], "a") as log:
+            log.write(f"{out}\n")
     return out
+
+
+def summary_row(benchmark: str, unit: str, service: float, direct: float, target: str,
+                peak_bytes: int | None = None, higher_is_better: bool = True) -> dict[str, Any]:
+    """One line of the combined table of ``python -m bench``: service vs direct PyMongo, as a ratio."""
+    ratio = service / direct if higher_is_better else direct / service
+    return {"benchmark": benchmark, "unit": unit, "service": service, "direct": direct, "ratio": ratio,
+            "target": target, "peak_mib": None if peak_bytes is None else peak_bytes / 2**20}

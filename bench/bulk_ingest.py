@@ -1,4 +1,8 @@
-"""Bulk ingest through the service vs. PyMongo ``insert_many`` on the same database, same run.
+"""Writes through the service vs. PyMongo on the same database, same run.
+
+* sequential single inserts: ``insert_data_reference`` vs ``insert_one``;
+* bulk ingest: ``insert_bulk_data_reference`` vs ``insert_many``;
+* the service's peak memory during each.
 
 Run by hand (not by CI):
 
@@ -15,29 +19,21 @@ written as JSON under bench/results/.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import platform
-import socket
-import statistics
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-import requests
-from pymongo import MongoClient
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _harness import ServiceProcess, database, median, save, summary_row, unique  # noqa: E402
 
-from analysisstore.client import AnalysisClient
-from analysisstore.embedded import EmbeddedMongo
-from analysisstore.store import index_models
+from analysisstore.client import AnalysisClient  # noqa: E402
+from analysisstore.store import index_models  # noqa: E402
 
 log = logging.getLogger("bench")
-RESULTS = Path(__file__).resolve().parent / "results"
 
 
 def make_records(n: int) -> list[dict[str, Any]]:
@@ -87,30 +83,6 @@ def service_singles(client: AnalysisClient, records: list[dict[str, Any]]) -> fl
     return time.perf_counter() - start
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def start_service(mongo_uri: str, database: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(port),
-         "--mongo-uri", mongo_uri, "--database", database, "--log-level", "WARNING"],
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(f"{url}/readyz", timeout=1).status_code == 200:
-                return process, url
-        except requests.ConnectionError:
-            time.sleep(0.05)
-    process.kill()
-    raise SystemExit("the service did not become ready")
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--mongo-uri", help="benchmark against this MongoDB instead of the embedded one")
@@ -122,60 +94,65 @@ def main() -> None:
     chunk_sizes = args.chunk_size or [500]
     logging.basicConfig(level=logging.INFO, format="%(message)s")
 
-    with ExitStack() as stack:
-        uri = args.mongo_uri
-        if uri is None:
-            data_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-bench-"))
-            uri = stack.enter_context(EmbeddedMongo(Path(data_dir) / "db")).uri
-        mongo = stack.enter_context(MongoClient(uri))
-        direct_db = mongo[f"bench_direct_{uuid.uuid4().hex[:6]}"]
-        service_db = f"bench_service_{uuid.uuid4().hex[:6]}"
-        process, url = start_service(uri, service_db)
-        stack.callback(mongo.drop_database, direct_db.name)
-        stack.callback(mongo.drop_database, service_db)
-        stack.callback(process.wait)
-        stack.callback(process.terminate)
-        client = AnalysisClient({"url": url})
-        records = make_records(args.records)
+    with database(args.mongo_uri) as (uri, mongo):
+        direct_db = mongo[unique("bench_direct")]
+        service_db = unique("bench_service")
+        service = ServiceProcess(uri, service_db)
+        try:
+            client = AnalysisClient({"url": service.url})
+            records = make_records(max(args.records, args.singles))
+            # Singles first, while both collections are small, so neither side pays for bigger indexes.
+            singles = records[:args.singles]
+            service.reset_peak()
+            single_direct = direct_singles(direct_db, singles) if singles else 0.0
+            single_service = service_singles(client, singles) if singles else 0.0
+            singles_peak = service.memory()["VmHWM"]
+            service.reset_peak()
+            direct_times: list[float] = []
+            service_times: dict[int, list[float]] = {c: [] for c in chunk_sizes}
+            bulk = records[:args.records]
+            for round_no in range(args.repeat):  # interleaved so drift hits both sides alike
+                direct_times.append(direct_insert(direct_db, bulk, "stream"))
+                for chunk in chunk_sizes:
+                    service_times[chunk].append(service_insert(client, bulk, chunk))
+                log.info("round %d done", round_no + 1)
+            bulk_peak = service.memory()["VmHWM"]
+        finally:
+            service.stop()
+            mongo.drop_database(direct_db.name)
+            mongo.drop_database(service_db)
 
-        direct_times: list[float] = []
-        service_times: dict[int, list[float]] = {c: [] for c in chunk_sizes}
-        for round_no in range(args.repeat):  # interleaved so drift hits both sides alike
-            direct_times.append(direct_insert(direct_db, records, "stream"))
-            for chunk in chunk_sizes:
-                service_times[chunk].append(service_insert(client, records, chunk))
-            log.info("round %d done", round_no + 1)
-        singles = records[:args.singles]
-        single_direct = direct_singles(direct_db, singles) if singles else 0.0
-        single_service = service_singles(client, singles) if singles else 0.0
-
-    direct = statistics.median(direct_times)
+    where = "embedded SecantusDB" if args.mongo_uri is None else args.mongo_uri
+    direct = median(direct_times)
     rows = [{"method": "pymongo insert_many", "chunk_size": None, "seconds": direct,
              "docs_per_s": args.records / direct, "ratio": 1.0}]
+    summary = []
     for chunk, times in service_times.items():
-        t = statistics.median(times)
+        t = median(times)
         rows.append({"method": "insert_bulk_data_reference", "chunk_size": chunk, "seconds": t,
                      "docs_per_s": args.records / t, "ratio": direct / t})
-    print(f"\nbulk ingest of {args.records} data references, median of {args.repeat} "
-          f"({'embedded SecantusDB' if args.mongo_uri is None else args.mongo_uri})")
-    print(f"{'method':<30}{'chunk':>7}{'seconds':>10}{'docs/s':>10}{'ratio':>8}")
+        summary.append(summary_row(f"bulk ingest {args.records:,} (chunk {chunk})", "docs/s", args.records / t,
+                                   args.records / direct, "≥ 0.9", bulk_peak))
+    print(f"\nbulk ingest of {args.records} data references, median of {args.repeat} ({where})")
+    print(f"{'method':<32}{'chunk':>7}{'seconds':>10}{'docs/s':>10}{'ratio':>8}")
     for row in rows:
-        print(f"{row['method']:<30}{row['chunk_size'] or '':>7}{row['seconds']:>10.3f}"
+        print(f"{row['method']:<32}{row['chunk_size'] or '':>7}{row['seconds']:>10.3f}"
               f"{row['docs_per_s']:>10.0f}{row['ratio']:>8.2f}")
     if args.singles:
-        n = min(args.singles, args.records)
-        print(f"{'pymongo insert_one (sequential)':<30}{'':>7}{single_direct:>10.3f}{n / single_direct:>10.0f}{1.0:>8.2f}")
-        print(f"{'insert_data_reference (seq.)':<30}{'':>7}{single_service:>10.3f}{n / single_service:>10.0f}"
+        n = len(singles)
+        print(f"{'pymongo insert_one (sequential)':<32}{'':>7}{single_direct:>10.3f}{n / single_direct:>10.0f}{1.0:>8.2f}")
+        print(f"{'insert_data_reference (seq.)':<32}{'':>7}{single_service:>10.3f}{n / single_service:>10.0f}"
               f"{single_direct / single_service:>8.2f}")
-        rows.append({"method": "sequential singles", "direct_seconds": single_direct,
+        rows.append({"method": "sequential singles", "count": n, "direct_seconds": single_direct,
                      "service_seconds": single_service, "ratio": single_direct / single_service})
-    RESULTS.mkdir(exist_ok=True)
-    out = RESULTS / f"bulk_ingest-{time.strftime('%Y%m%dT%H%M%S')}.json"
-    out.write_text(json.dumps({"records": args.records, "repeat": args.repeat, "python": platform.python_version(),
-                               "database": "embedded" if args.mongo_uri is None else "mongodb",
-                               "direct_seconds": direct_times,
+        summary.insert(0, summary_row(f"single inserts {n:,} (sequential)", "docs/s", n / single_service,
+                                      n / single_direct, "≥ 0.5 and ≥ 800/s", singles_peak))
+    print(f"service peak memory: singles {singles_peak / 2**20:.0f} MiB, bulk {bulk_peak / 2**20:.0f} MiB")
+    out = save("bulk_ingest", {"records": args.records, "repeat": args.repeat, "python": platform.python_version(),
+                               "database": where, "direct_seconds": direct_times,
                                "service_seconds": {str(k): v for k, v in service_times.items()},
-                               "rows": rows}, indent=2))
+                               "service_peak_bytes": {"singles": singles_peak, "bulk": bulk_peak},
+                               "rows": rows, "summary": summary})
     print(f"results written to {out}")
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, percentile, save, unique  # noqa: E402
+from _harness import ServiceProcess, database, percentile, save, summary_row, unique  # noqa: E402
 
 from analysisstore.store import index_models  # noqa: E402
 
@@ -63,6 +63,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=15.0)
     args = parser.parse_args()
     rows = []
+    peaks: dict[str, int] = {}
     with database(args.mongo_uri) as (uri, mongo):
         direct_db = mongo[unique("bench_load_direct")]
         direct_db.analysis_header.create_indexes(index_models("analysis_header"))
@@ -79,6 +80,8 @@ def main() -> None:
                     args.clients, args.seconds,
                     lambda session: session.post(url, json=header(), timeout=30).status_code == 201)
                 rows.append((f"HTTP POST, --processes {processes}", ok, errors, lat))
+                if processes == 1:  # with workers the supervisor's own memory says little
+                    peaks[rows[-1][0]] = service.memory()["VmHWM"]
             finally:
                 service.stop()
                 mongo.drop_database(name)
@@ -90,7 +93,10 @@ def main() -> None:
         rate = ok / args.seconds
         print(f"{label:<28}{rate:>9.0f}{errors:>8}{percentile(lat, 50):>9.2f}{percentile(lat, 99):>9.2f}"
               f"{rate / direct_rate:>8.2f}")
-    out = save("load", {"clients": args.clients, "seconds": args.seconds,
+    summary = [summary_row(f"single inserts, {args.clients} clients, {label.split(', ')[1]}", "req/s",
+                           ok / args.seconds, direct_rate, "(no target)", peaks.get(label))
+               for label, ok, _, _ in rows[1:]]
+    out = save("load", {"clients": args.clients, "seconds": args.seconds, "summary": summary,
                         "rows": [{"method": r[0], "ok": r[1], "errors": r[2], "p50_ms": percentile(r[3], 50),
                                   "p99_ms": percentile(r[3], 99)} for r in rows]})
     print(f"results written to {out}")

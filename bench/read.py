@@ -27,7 +27,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, median, percentile, save, unique  # noqa: E402
+from _harness import ServiceProcess, database, median, percentile, save, summary_row, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 
@@ -168,7 +168,21 @@ def main() -> None:
                           ("headers name+time range, HTTP", http_hdr), ("headers name+time range, pymongo", direct_hdr)]:
         print(f"{label:<34}{percentile(values, 50):>9.2f}{percentile(values, 95):>9.2f}")
     print(f"\nservice peak memory {memory['VmHWM'] / 2**20:.0f} MiB")
-    out = save("read", {"records": args.records, "stream_records": n, "times": rows,
+    summary = [
+        summary_row(f"read {n:,} records, client iterator", "docs/s", n / median(rows["ndjson"]), n / direct,
+                    "≥ 0.8", memory["VmHWM"]),
+        summary_row(f"read {n:,} records, paged=True", "docs/s", n / median(rows["pages"]), n / direct,
+                    "(none)", memory["VmHWM"]),
+        summary_row(f"p50 record by uid, {args.records:,} stored", "ms", percentile(http_uid, 50),
+                    percentile(direct_uid, 50), "(none)", higher_is_better=False),
+        summary_row(f"p95 record by uid, {args.records:,} stored", "ms", percentile(http_uid, 95),
+                    percentile(direct_uid, 95), "(none)", higher_is_better=False),
+        summary_row(f"p50 name+time range, {args.records:,} stored", "ms", percentile(http_hdr, 50),
+                    percentile(direct_hdr, 50), "(none)", higher_is_better=False),
+        summary_row(f"p95 name+time range, {args.records:,} stored", "ms", percentile(http_hdr, 95),
+                    percentile(direct_hdr, 95), "(none)", higher_is_better=False),
+    ]
+    out = save("read", {"records": args.records, "stream_records": n, "times": rows, "summary": summary,
                         "latency_ms": {"uid_http": http_uid, "uid_direct": direct_uid,
                                        "headers_http": http_hdr, "headers_direct": direct_hdr},
                         "service_peak_bytes": memory["VmHWM"]})

@@ -20,7 +20,7 @@ import uuid
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, median, save, unique  # noqa: E402
+from _harness import ServiceProcess, database, median, save, summary_row, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 from analysisstore.client.bundle import BundleWriter  # noqa: E402
@@ -76,6 +76,7 @@ def main() -> None:
                 start = time.perf_counter()
                 client.insert_bulk_data_reference(s, docs, chunk_size=args.chunk_size)
                 direct_times.append(time.perf_counter() - start)
+            peak = service.memory()["VmHWM"]
         finally:
             service.stop()
             mongo.drop_database(name)
@@ -84,8 +85,10 @@ def main() -> None:
     print(f"{'method':<34}{'seconds':>9}{'records/s':>11}{'ratio':>8}")
     print(f"{'client insert_bulk_data_reference':<34}{direct:>9.3f}{args.records / direct:>11.0f}{1.0:>8.2f}")
     print(f"{'analysisstore sync (one pass)':<34}{synced:>9.3f}{args.records / synced:>11.0f}{direct / synced:>8.2f}")
+    summary = [summary_row(f"sync pass, one {args.records:,}-record bundle", "records/s", args.records / synced,
+                           args.records / direct, "vs client bulk, not PyMongo", peak)]
     out = save("sync", {"records": args.records, "chunk_size": args.chunk_size, "sync_seconds": sync_times,
-                        "direct_seconds": direct_times})
+                        "direct_seconds": direct_times, "service_peak_bytes": peak, "summary": summary})
     print(f"results written to {out}")
 
 

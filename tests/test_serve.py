@@ -2,14 +2,10 @@
 from __future__ import annotations
 
 import os
-import select
-import shutil
 import signal
 import socket
 import subprocess
 import sys
-import tempfile
-import time
 import uuid
 from pathlib import Path
 
@@ -17,6 +13,7 @@ import pytest
 import requests
 
 from analysisstore.client import AnalysisClient
+from analysisstore.readiness import NotReady, ReadyListener
 
 pytestmark = pytest.mark.subprocess
 
@@ -34,29 +31,21 @@ class Serve:
         self.port = _free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = int(args[args.index("--processes") + 1]) if "--processes" in args else 1
-        self._notify_dir = tempfile.mkdtemp(prefix="asst-n-")  # short: unix socket paths are limited
-        self.notify = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        self.notify.bind(os.path.join(self._notify_dir, "notify"))
-        env = {**os.environ, "NOTIFY_SOCKET": os.path.join(self._notify_dir, "notify")}
+        self.ready = ReadyListener()
         # Its own process group, so kill() also reaches worker processes (--processes N).
         self.process = subprocess.Popen(
             [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(self.port), *args],
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True, env=env,
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
+            env=self.ready.env(),
         )
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Block until every worker has sent READY=1 (or the process dies), then check /readyz."""
-        deadline = time.monotonic() + timeout
-        ready = 0
-        while ready < self.workers:
-            if self.process.poll() is not None:
-                raise AssertionError(f"serve exited early:\n{self.process.stdout.read()}")
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                raise AssertionError("serve did not become ready")
-            readable, _, _ = select.select([self.notify], [], [], min(remaining, 1.0))  # wakes on the message
-            if readable and b"READY=1" in self.notify.recv(4096):
-                ready += 1
+        try:
+            self.ready.wait(self.process, self.workers, timeout)
+        except NotReady as exc:
+            output = self.process.stdout.read() if self.process.poll() is not None else ""
+            raise AssertionError(f"serve: {exc}\n{output}") from None
         assert requests.get(f"{self.url}/readyz", timeout=10).status_code == 200
 
     def terminate(self, timeout: float = 60.0) -> tuple[int, str]:
@@ -75,8 +64,7 @@ class Serve:
         self.close()
 
     def close(self) -> None:
-        self.notify.close()
-        shutil.rmtree(self._notify_dir, ignore_errors=True)
+        self.ready.close()
 
 
 @pytest.fixture
