@@ -91,7 +91,7 @@ def median(values: list[float]) -> float:
     return statistics.median(values)
 
 
-RUN_LOG = "ASST_BENCH_RUN"  # set by ``python -m bench``: each script appends the path of its results
+RUN_LOG = "BENCH_RUN_LOG"  # set by python -m bench; not ASST_*, which the service reads as settings
 
 
 def save(name: str, payload: dict[str, Any]) -> Path:
