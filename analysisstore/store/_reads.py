@@ -100,7 +100,12 @@ class ReadsMixin:
         projection: dict[str, Any] | None = None,
         limit: int = 0,
     ) -> AsyncIterator[list[dict[str, Any]]]:
-        """Every match (or the first ``limit``), in batches, holding one batch in memory at a time."""
+        """Every match (or the first ``limit``), in batches; at most three batches in memory at a time.
+
+        The next batch is fetched while the caller still works on this one
+        (serialising, writing to a slow client), so the database is not left
+        idle between getMores; the queue bounds how far it runs ahead.
+        """
         with _database_errors():
             cursor = (
                 self.db[doc_type]
@@ -108,16 +113,25 @@ class ReadsMixin:
                 .sort(sort)
                 .limit(limit)
             )
+            ready: asyncio.Queue[list[dict[str, Any]] | BaseException | None] = asyncio.Queue(maxsize=1)
+
+            async def fetch() -> None:
+                try:
+                    while batch := await cursor.to_list(batch_size):
+                        await ready.put(batch)
+                    await ready.put(None)
+                except Exception as exc:  # handed to the consumer, which raises it in its own context
+                    await ready.put(exc)
+
+            fetcher = asyncio.create_task(fetch())
             try:
-                batch: list[dict[str, Any]] = []
-                async for doc in cursor:
-                    batch.append(doc)
-                    if len(batch) >= batch_size:
-                        yield batch
-                        batch = []
-                if batch:
-                    yield batch
+                while (item := await ready.get()) is not None:
+                    if isinstance(item, BaseException):
+                        raise item
+                    yield item
             finally:
+                fetcher.cancel()
+                await asyncio.gather(fetcher, return_exceptions=True)
                 await cursor.close()
 
     # ---- derived status and the analysis view ---------------------------------
