@@ -155,7 +155,8 @@ SETTINGS: dict[str, Setting] = {
     "log_file": Setting(_optional_path, "log to this file instead of stderr"),
     "max_body_bytes": Setting(_int(1024), "largest request body (413 above)"),
     "max_bulk_items": Setting(_int(1), "most documents in one bulk request (413 above)"),
-    "query_max_time_ms": Setting(_int(1), "time limit of every database query"),
+    "query_max_time_ms": Setting(_int(1), "database time limit of a query answered as one page"),
+    "stream_max_time_ms": Setting(_int(1), "database time limit of a streamed read (NDJSON, bundle download)"),
     "db_timeout_ms": Setting(_int(1), "how long to wait for the database before answering 503"),
     "retry_after_seconds": Setting(_int(1), "Retry-After sent with 503"),
     "stale_after_seconds": Setting(_float(1.0), "age after which an analysis without tail is 'stale'"),
@@ -185,6 +186,7 @@ class ServiceConfig:
     max_body_bytes: int = 64 * 1024 * 1024
     max_bulk_items: int = 50_000
     query_max_time_ms: int = 10_000
+    stream_max_time_ms: int = 300_000
     db_timeout_ms: int = 5_000
     retry_after_seconds: int = 5
     #: An analysis without a tail older than this is reported as "stale" rather than "running".

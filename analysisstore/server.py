@@ -35,7 +35,7 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
     from .app import make_app  # after PROMETHEUS_MULTIPROC_DIR is set
     from .store import Store
 
-    store = Store.connect(mongo_uri, config.database, config.query_max_time_ms, config.db_timeout_ms)
+    store = Store.for_service(config, mongo_uri)
     try:
         await store.ensure_indexes()
     except DatabaseUnavailable:

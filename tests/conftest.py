@@ -91,7 +91,7 @@ class RunningService:
 
 
 async def _start(config: ServiceConfig, uri: str, create_indexes: bool) -> tuple[HTTPServer, Store, int]:
-    store = Store.connect(uri, config.database, config.query_max_time_ms, config.db_timeout_ms)
+    store = Store.for_service(config, uri)
     if create_indexes:
         await store.ensure_indexes()
     server = HTTPServer(make_app(store, config), max_body_size=config.max_body_bytes + 1)

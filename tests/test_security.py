@@ -7,7 +7,7 @@ import requests
 from analysisstore.auth import digest
 from analysisstore.client import AnalysisClient, Forbidden, Unauthorized
 from analysisstore.config import TokenEntry
-from helpers import assert_error, header_doc
+from helpers import assert_error, header_doc, record_doc, stream_doc
 
 READ, WRITE = "read-token", "write-token"
 TOKENS = (TokenEntry("reader", digest(READ), frozenset({"read"})),
@@ -141,3 +141,43 @@ def test_metrics_count_inserts_and_requests_exactly(service, analysis):
     assert _metric(text, "analysisstore_requests_total", route="DocumentHandler", status="404") == 1
     assert _metric(text, "analysisstore_request_duration_seconds_count", route="DocumentCollectionHandler",
                    method="POST") == 4  # 2 bulks, plus header and stream from the fixture
+
+
+def _many_records(service, n):
+    """n records of one stream, written straight to the database (setup, not what is tested)."""
+    header = header_doc()
+    stream = stream_doc(header["uid"])
+    service.database.analysis_header.insert_one(dict(header))
+    service.database.data_reference_header.insert_one(dict(stream))
+    service.database.data_reference.insert_many([record_doc(stream["uid"], i) for i in range(n)])
+    return stream["uid"]
+
+
+def _stream(service, body):
+    return requests.post(f"{service.url}/api/v1/data_reference/search", json=body,
+                         headers={"Accept": "application/x-ndjson"}, stream=True, timeout=120)
+
+
+def test_slow_queries_hit_the_time_limit_as_a_clear_400(start_service):
+    """A page query over an unindexed field with a 1 ms limit: 400 naming the limit, not a 500 or a hang."""
+    service = start_service(query_max_time_ms=1)
+    _many_records(service, 20_000)
+    response = requests.get(f"{service.url}/api/v1/data_reference", params={"data.absorbance__gt": 0.9},
+                            timeout=120)
+    assert_error(response, 400, "BadRequest", "took longer than the server allows")
+
+
+def test_streams_have_their_own_longer_time_limit(start_service):
+    """A 1 ms page limit does not cut a stream of 20 000 records short; a 1 ms stream limit does."""
+    generous = start_service(query_max_time_ms=1)
+    stream = _many_records(generous, 20_000)
+    with _stream(generous, {"filter": {"data_reference_header": stream}}) as response:
+        assert response.status_code == 200, response.text
+        assert sum(1 for line in response.iter_lines() if line) == 20_000
+    strict = start_service(stream_max_time_ms=1)
+    stream = _many_records(strict, 20_000)
+    with _stream(strict, {"filter": {"data_reference_header": stream}}) as response:
+        if response.status_code == 200:  # the limit struck after the first batch went out: the stream ends early
+            assert sum(1 for line in response.iter_lines() if line) < 20_000
+        else:
+            assert_error(response, 400, "BadRequest", "took longer than the server allows")

@@ -8,6 +8,7 @@ analysis, nothing new after the tail. Database failures surface as
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
 from pymongo import ASCENDING, AsyncMongoClient
 
@@ -28,6 +29,9 @@ from ._reads import ReadsMixin
 from ._updates import UpdatesMixin
 from ._writes import WritesMixin
 
+if TYPE_CHECKING:
+    from ..config import ServiceConfig
+
 __all__ = ["Store", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
            "EXIT_STATUSES", "derive_status"]
 
@@ -37,21 +41,32 @@ log = logging.getLogger(__name__)
 class Store(WritesMixin, ReadsMixin, UpdatesMixin):
     """Documents of one database, with the analysis invariants enforced on every write."""
 
-    def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000) -> None:
+    def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000,
+                 stream_max_time_ms: int = 300_000) -> None:
         self.client = client
         self.db = client[database]
         self.max_time_ms = max_time_ms
+        # Streams (NDJSON, legacy arrays, bundles) legitimately read millions of
+        # documents, so they get their own, longer database time limit.
+        self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
 
     @classmethod
     def connect(
-        cls, uri: str, database: str, max_time_ms: int = 10_000, server_timeout_ms: int = 5_000
+        cls, uri: str, database: str, max_time_ms: int = 10_000, server_timeout_ms: int = 5_000,
+        stream_max_time_ms: int = 300_000,
     ) -> "Store":
         """A store on ``uri`` (connection is lazy: nothing blocks here)."""
         client: AsyncMongoClient = AsyncMongoClient(
             uri, serverSelectionTimeoutMS=server_timeout_ms, appname="analysisstore"
         )
-        return cls(client, database, max_time_ms)
+        return cls(client, database, max_time_ms, stream_max_time_ms)
+
+    @classmethod
+    def for_service(cls, config: "ServiceConfig", uri: str) -> "Store":
+        """The store as the service configures it: database, time limits, database timeout."""
+        return cls.connect(uri, config.database, config.query_max_time_ms, config.db_timeout_ms,
+                           config.stream_max_time_ms)
 
     async def close(self) -> None:
         await self.client.close()

@@ -18,6 +18,7 @@ class ReadsMixin:
 
     db: AsyncDatabase
     max_time_ms: int
+    stream_max_time_ms: int
 
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""
@@ -109,7 +110,7 @@ class ReadsMixin:
         with _database_errors():
             cursor = (
                 self.db[doc_type]
-                .find(filt, projection or {"_id": 0}, max_time_ms=self.max_time_ms, batch_size=batch_size)
+                .find(filt, projection or {"_id": 0}, max_time_ms=self.stream_max_time_ms, batch_size=batch_size)
                 .sort(sort)
                 .limit(limit)
             )
