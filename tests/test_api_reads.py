@@ -1,6 +1,7 @@
 """v1 reads: get by uid, exact-match listing, search with a safe filter, keyset paging."""
 from __future__ import annotations
 
+import time
 from urllib.parse import parse_qs, urlparse
 
 import pytest
@@ -139,3 +140,31 @@ def test_search_paging_with_cursor(service):
     uids = [d["uid"] for d in first["items"] + second["items"]]
     assert uids == [h["uid"] for h in headers]
     assert second["meta"]["has_more"] is False and second["meta"]["next_cursor"] is None
+
+
+def _open_cursors(mongo) -> int | None:
+    return mongo.admin.command("serverStatus").get("metrics", {}).get("cursor", {}).get("open", {}).get("total")
+
+
+def test_a_client_hanging_up_mid_stream_releases_the_database_cursor(service, mongo):
+    """Read 10 lines of a 20 000-record NDJSON stream and hang up: the service closes its cursor and goes on."""
+    baseline = _open_cursors(mongo)
+    if baseline is None:
+        pytest.skip("this database does not report open cursors in serverStatus")
+    header = header_doc()
+    stream = {"uid": f"s-{header['uid']}", "time": 1.0, "analysis_header": header["uid"],
+              "data_keys": {"wavelength": {"dtype": "number"}, "absorbance": {"dtype": "number"}}}
+    service.database.analysis_header.insert_one(dict(header))
+    service.database.data_reference_header.insert_one(dict(stream))
+    service.database.data_reference.insert_many([record_doc(stream["uid"], i) for i in range(20_000)])
+    response = requests.post(f"{service.url}/api/v1/data_reference/search",
+                             json={"filter": {"data_reference_header": stream["uid"]}},
+                             headers={"Accept": "application/x-ndjson"}, stream=True, timeout=60)
+    lines = response.iter_lines()
+    assert [next(lines) for _ in range(10)]
+    assert _open_cursors(mongo) > baseline  # the stream is still being served
+    response.close()  # hang up with most of the stream unread
+    deadline = time.monotonic() + 30
+    while _open_cursors(mongo) > baseline:  # each check is a database round trip, not a sleep
+        assert time.monotonic() < deadline, "the service kept its cursor open after the client left"
+    assert requests.get(f"{service.url}/api/v1/data_reference", params={"limit": 1}, timeout=30).status_code == 200

@@ -1,6 +1,7 @@
 """v1 REST endpoints for the four document types: write, get by uid, list, search, stream."""
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
 
@@ -76,12 +77,14 @@ class PagingHandler(BaseHandler):
         for query in queries:
             if remaining == 0:
                 break
-            async for batch in self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
-                                                    limit=remaining or 0):
-                if remaining is not None:
-                    remaining -= len(batch)
-                self.write("".join(dumps(doc) + "\n" for doc in batch))
-                await self.flush()
+            # aclosing: a client that hangs up mid-stream closes the cursor now, not at garbage collection.
+            async with aclosing(self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
+                                                     limit=remaining or 0)) as batches:
+                async for batch in batches:
+                    if remaining is not None:
+                        remaining -= len(batch)
+                    self.write("".join(dumps(doc) + "\n" for doc in batch))
+                    await self.flush()
         self.finish()
 
 

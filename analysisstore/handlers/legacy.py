@@ -6,6 +6,7 @@ same validation, invariants and query safety as the v1 API.
 """
 from __future__ import annotations
 
+from contextlib import aclosing
 from typing import Any
 from urllib.parse import unquote
 
@@ -98,10 +99,11 @@ class LegacyHandler(BaseHandler):
         # Stream the whole array (the 0.x contract is "every match") in constant memory.
         self.write("[")
         first = True
-        async for batch in self.store.iter_find(self.doc_type, filt, _LEGACY_SORT):
-            self.write(("" if first else ",") + ",".join(dumps(doc) for doc in batch))
-            first = False
-            await self.flush()
+        async with aclosing(self.store.iter_find(self.doc_type, filt, _LEGACY_SORT)) as batches:
+            async for batch in batches:
+                self.write(("" if first else ",") + ",".join(dumps(doc) for doc in batch))
+                first = False
+                await self.flush()
         self.finish("]")
 
 

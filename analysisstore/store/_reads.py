@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from contextlib import aclosing
 from typing import Any, AsyncIterator
 
 from pymongo import ASCENDING
@@ -158,9 +159,10 @@ class ReadsMixin:
         for stream in view["streams"]:
             stream.pop("record_count", None)
             await asyncio.to_thread(writer.write_stream, stream)
-            async for batch in self.iter_find("data_reference", {"data_reference_header": stream["uid"]},
-                                              [("time", ASCENDING), ("uid", ASCENDING)], batch_size=5_000):
-                await asyncio.to_thread(writer.append_records, stream["uid"], batch)
+            async with aclosing(self.iter_find("data_reference", {"data_reference_header": stream["uid"]},
+                                               [("time", ASCENDING), ("uid", ASCENDING)], batch_size=5_000)) as batches:
+                async for batch in batches:
+                    await asyncio.to_thread(writer.append_records, stream["uid"], batch)
         if view["tail"] is not None:
             await asyncio.to_thread(writer.write_tail, view["tail"])
         await asyncio.to_thread(writer.finish)
