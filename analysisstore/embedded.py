@@ -70,6 +70,13 @@ class EmbeddedMongo:
             raise EmbeddedDatabaseError("the embedded database is not running")
         return f"mongodb://127.0.0.1:{self.port}/?directConnection=true"
 
+    @property
+    def pid(self) -> int:
+        """The database server's process id (for benchmarks that read its CPU time)."""
+        if self._process is None:
+            raise EmbeddedDatabaseError("the embedded database is not running")
+        return self._process.pid
+
     @staticmethod
     def available() -> bool:
         """Is SecantusDB installed?"""

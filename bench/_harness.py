@@ -12,7 +12,7 @@ import time
 import uuid
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 from pymongo import MongoClient
 
@@ -80,6 +80,23 @@ def database(mongo_uri: str | None) -> Iterator[tuple[str, MongoClient]]:
 
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:6]}"
+
+
+def timed(fn: Callable[[], Any]) -> tuple[float, Any]:
+    """Seconds ``fn()`` took, and what it returned."""
+    start = time.perf_counter()
+    result = fn()
+    return time.perf_counter() - start, result
+
+
+def latencies(fn: Callable[[], Any], n: int) -> list[float]:
+    """Milliseconds of each of ``n`` calls of ``fn``."""
+    out = []
+    for _ in range(n):
+        start = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - start) * 1000)
+    return out
 
 
 def percentile(values: list[float], pct: float) -> float:

@@ -21,13 +21,12 @@ import argparse
 import logging
 import random
 import sys
-import time
 from pathlib import Path
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, median, percentile, save, summary_row, unique  # noqa: E402
+from _harness import ServiceProcess, database, latencies, median, percentile, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 
@@ -69,21 +68,6 @@ def populate(db, records: int, stream_records: int) -> tuple[str, list[str]]:
             break
     flush()
     return "s00000", sample_uids
-
-
-def timed(fn) -> tuple[float, object]:
-    start = time.perf_counter()
-    result = fn()
-    return time.perf_counter() - start, result
-
-
-def latencies(fn, n: int) -> list[float]:
-    out = []
-    for _ in range(n):
-        start = time.perf_counter()
-        fn()
-        out.append((time.perf_counter() - start) * 1000)
-    return out
 
 
 def main() -> None:

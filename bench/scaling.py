@@ -27,12 +27,12 @@ import sys
 import time
 import uuid
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, percentile, save, summary_row, unique  # noqa: E402
+from _harness import ServiceProcess, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 from analysisstore.store import index_models  # noqa: E402
@@ -57,21 +57,6 @@ def grow(dbs: list[Any], stream: str, count: int, start: int) -> list[str]:
         for db in dbs:
             db.data_reference.insert_many([dict(d) for d in batch], ordered=False)
     return sample
-
-
-def timed(fn: Callable[[], Any]) -> float:
-    start = time.perf_counter()
-    fn()
-    return time.perf_counter() - start
-
-
-def latencies(fn: Callable[[str], Any], uids: list[str]) -> list[float]:
-    out = []
-    for uid in uids:
-        start = time.perf_counter()
-        fn(uid)
-        out.append((time.perf_counter() - start) * 1e3)
-    return out
 
 
 def main() -> None:
@@ -103,20 +88,22 @@ def main() -> None:
                 log.info("%d records stored; probing", stored)
                 now = time.time()
                 batch = [record(stream, i, now) for i in range(args.batch)]
-                direct_bulk = timed(lambda: direct_db.data_reference.insert_many([dict(d) for d in batch],
+                direct_bulk, _ = timed(lambda: direct_db.data_reference.insert_many([dict(d) for d in batch],
                                                                                  ordered=False))
                 fresh = [dict(d, uid=str(uuid.uuid4())) for d in batch]
-                service_bulk = timed(lambda: client.insert_bulk_data_reference(stream, fresh, chunk_size=5_000))
+                service_bulk, _ = timed(lambda: client.insert_bulk_data_reference(stream, fresh, chunk_size=5_000))
                 singles = [record(stream, i, now) for i in range(args.singles)]
-                direct_single = timed(lambda: [direct_db.data_reference.insert_one(dict(d)) for d in singles])
-                service_single = timed(lambda: [client.insert_data_reference(
+                direct_single, _ = timed(lambda: [direct_db.data_reference.insert_one(dict(d)) for d in singles])
+                service_single, _ = timed(lambda: [client.insert_data_reference(
                     stream, str(uuid.uuid4()), d["time"], d["data"], d["timestamps"], seq_num=d["seq_num"])
                     for d in singles])
                 stored += args.batch + args.singles
                 uids = [random.choice(sample) for _ in range(args.queries)]
-                http = latencies(lambda u: session.get(f"{service.url}/api/v1/data_reference/{u}").raise_for_status(),
-                                 uids)
-                direct = latencies(lambda u: direct_db.data_reference.find_one({"uid": u}, {"_id": 0}), uids)
+                it = iter(uids)
+                http = latencies(lambda: session.get(f"{service.url}/api/v1/data_reference/{next(it)}")
+                                 .raise_for_status(), len(uids))
+                it = iter(uids)
+                direct = latencies(lambda: direct_db.data_reference.find_one({"uid": next(it)}, {"_id": 0}), len(uids))
                 results.append({"size": size, "bulk": (args.batch / service_bulk, args.batch / direct_bulk),
                                 "single": (args.singles / service_single, args.singles / direct_single),
                                 "uid_p50": (percentile(http, 50), percentile(direct, 50)),

@@ -14,15 +14,19 @@ import argparse
 import os
 import resource
 import sys
+import tempfile
 import time
 import uuid
 from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, save, unique  # noqa: E402
+from _harness import ServiceProcess, save, unique  # noqa: E402
+
+from pymongo import MongoClient  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
+from analysisstore.embedded import EmbeddedMongo  # noqa: E402
 from analysisstore.store import index_models  # noqa: E402
 
 
@@ -51,8 +55,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--inserts", type=int, default=1_500)
     args = parser.parse_args()
-    with database(None) as (uri, mongo):
-        db_pid = next(int(p) for p in os.listdir("/proc") if p.isdigit() and _is_secantus(int(p), uri))
+    with tempfile.TemporaryDirectory(prefix="asst-bench-") as data_dir, \
+            EmbeddedMongo(Path(data_dir) / "db") as embedded, MongoClient(embedded.uri) as mongo:
+        uri, db_pid = embedded.uri, embedded.pid
         name = unique("bench_singles")
         service = ServiceProcess(uri, name)
         try:
@@ -76,15 +81,6 @@ def main() -> None:
         print(f"{label:<34}{row['wall']:>7.2f}{row['client']:>8.2f}{row.get('service', 0.0):>9.2f}"
               f"{row['database']:>10.2f}")
     print(f"results written to {save('singles_profile', {'service': via_service, 'direct': via_pymongo})}")
-
-
-def _is_secantus(pid: int, uri: str) -> bool:
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except OSError:
-        return False
-    port = uri.rsplit(":", 1)[1].split("/")[0].encode()
-    return b"secantus" in b" ".join(cmdline) and port in cmdline
 
 
 if __name__ == "__main__":
