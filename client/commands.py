@@ -19,12 +19,12 @@ import requests
 import ujson
 from doct import Document
 
-from ._transport import Transport, dumps
+from ._transport import RetryPolicy, Transport, dumps
 from .errors import TRANSIENT_ERRORS, InvalidLookup, ServiceUnreachable
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool
 
-__all__ = ["AnalysisClient", "DEFAULT_URL", "Page"]
+__all__ = ["AnalysisClient", "DEFAULT_URL", "Page", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
 
@@ -60,8 +60,11 @@ class AnalysisClient:
     """Client of one analysisstore service.
 
     ``config`` is ``{"host": ..., "port": ...}`` as in 0.x, or ``{"url": ...}``;
-    optional ``token``, ``timeout`` (seconds), ``retries``. Without a config
-    the ``ASST_URL`` environment variable, else http://127.0.0.1:8999, is used.
+    optional ``token``, ``timeout`` (read timeout in seconds, or a
+    ``(connect, read)`` pair), ``retries`` (a number of retries, a
+    :class:`RetryPolicy` or a mapping of its fields; the client's policy is the
+    only retrying in the project), ``spool_dir``. Without a config the
+    ``ASST_URL`` environment variable, else http://127.0.0.1:8999, is used.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -86,8 +89,8 @@ class AnalysisClient:
         self._transport = Transport(
             url,
             token=config.get("token") or os.environ.get("ASST_TOKEN"),
-            timeout=float(config.get("timeout", 60.0)),
-            retries=int(config.get("retries", 5)),
+            timeout=config.get("timeout", 60.0),
+            retries=config.get("retries"),
         )
         self._insert_dict = {
             "analysis_header": self.insert_analysis_header,
