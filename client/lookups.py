@@ -48,7 +48,7 @@ _SEPARATOR = re.compile(r"__(?=[^_])")
 
 
 def split_keyword(name: str) -> tuple[str, str]:
-    """A keyword lookup → (dotted field, operator): ``"provenance__run__id__gte"`` → ``("provenance.run.id", "gte")``.
+    """A keyword lookup as (dotted field, operator): ``"a__run__id__gte"`` → ``("a.run.id", "gte")``.
 
     Without ``__`` the lookup is ``exact``. With it, the last part must be an
     operator: ``provenance__run__id=5`` is refused (write ``..._id__exact``)

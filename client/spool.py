@@ -63,9 +63,14 @@ class Spool:
 
     def abandoned(self, older_than: float) -> list[AbandonedBundle]:
         """Bundles in RUNS_ACTIVE not written to for ``older_than`` seconds, oldest first."""
-        now = time.time()
-        found = [AbandonedBundle(p.name, p, _last_write(p)) for p in (self.root / ACTIVE).iterdir()
-                 if p.is_dir() and not p.name.startswith(".")]
+        now, found = time.time(), []
+        for path in (self.root / ACTIVE).iterdir():
+            if not path.is_dir() or path.name.startswith("."):
+                continue
+            try:
+                found.append(AbandonedBundle(path.name, path, _last_write(path)))
+            except FileNotFoundError:
+                continue  # its script just finished it (moved to RUNS_FINISHED): not abandoned
         return sorted((b for b in found if now - b.last_write >= older_than), key=lambda b: b.last_write)
 
     def close_abandoned(self, bundle: AbandonedBundle, reason: str = ABANDONED_REASON) -> Path:

@@ -1,4 +1,4 @@
-"""`analysisstore sync` says what it did: no silent new spools, a line per bundle, abandoned bundles found and closed."""
+"""`analysisstore sync` says what it did: no silent new spools, a line per bundle, abandoned bundles closed."""
 from __future__ import annotations
 
 import fcntl
