@@ -16,6 +16,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from .client import AnalysisClient
+    from .drivers.sync import Syncer
 
 __all__ = ["main", "build_parser"]
 
@@ -123,10 +124,21 @@ def _add_sync(sub: argparse._SubParsersAction) -> None:
             "Push every bundle in DIR/RUNS_FINISHED to the service (header, streams, records in chunks, "
             "tail), saving progress after each step, and move it to DIR/RUNS_SYNCED. Safe to kill and "
             "re-run: it resumes, and nothing is stored twice. Bundles that are corrupt or refused go to "
-            "DIR/RUNS_QUARANTINED with an .error.json explaining why. DIR is a client's spool_dir."
+            "DIR/RUNS_QUARANTINED with an .error.json explaining why. A bundle the service cannot take "
+            "now is deferred to the next run. DIR is a client's spool_dir; a DIR that is not a spool is "
+            "an error unless --create. Analyses whose script died offline stay in DIR/RUNS_ACTIVE: they "
+            "are reported, and --finish-abandoned closes them with an 'abort' tail and sends them."
         ),
     )
     sync.add_argument("directory", type=Path, metavar="DIR", help="the spool directory (holding RUNS_FINISHED/)")
+    sync.add_argument("--create", action="store_true", help="make DIR an empty spool if it is not one yet")
+    sync.add_argument("--list", action="store_true",
+                      help="list the bundles of DIR by state (running, abandoned, finished, quarantined, "
+                           "synced) and exit")
+    sync.add_argument("--finish-abandoned", action="store_true",
+                      help="close the analyses abandoned in RUNS_ACTIVE with an 'abort' tail, then send them")
+    sync.add_argument("--abandoned-after", type=float, default=24.0, metavar="HOURS",
+                      help="a bundle in RUNS_ACTIVE unwritten for this long is abandoned (default: %(default)s)")
     sync.add_argument("--watch", action="store_true", help="keep running, one pass every --interval seconds")
     sync.add_argument("--interval", type=float, default=30.0, help="seconds between passes with --watch")
     sync.add_argument("--concurrency", type=int, default=2, help="bundles pushed at once (default: %(default)s)")
@@ -164,20 +176,52 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
 
 
 def _client(args: argparse.Namespace) -> "AnalysisClient":
-    from .client import AnalysisClient
+    from .client import AnalysisClient, RetryPolicy
 
-    return AnalysisClient({"url": args.url, "token": args.token})
+    # A person is waiting: "connection refused" fails at once instead of after the retries a script gets.
+    return AnalysisClient({"url": args.url, "token": args.token, "retries": RetryPolicy.interactive()})
 
 
 def _run_sync(args: argparse.Namespace) -> int:
-    from .drivers.sync import Syncer
+    from tqdm import tqdm
 
-    syncer = Syncer(args.directory, lambda: _client(args), concurrency=args.concurrency,
-                    chunk_size=args.chunk_size, max_attempts=args.max_attempts, zip_synced=args.zip,
-                    progress_bar=False if args.no_progress else None)
+    from .drivers.sync import BundleOutcome, NotASpool, Syncer
+
+    def show(outcome: BundleOutcome) -> None:
+        if outcome.outcome == "synced":
+            line = f"synced {outcome.name} -> {outcome.detail}"
+        elif outcome.outcome == "quarantined":
+            line = (f"quarantined {outcome.name}: {outcome.detail} "
+                    f"(see {args.directory}/RUNS_QUARANTINED/{outcome.name}.error.json)")
+        else:
+            line = f"deferred {outcome.name}: {outcome.detail}"
+        tqdm.write(line, file=sys.stdout)  # above the progress bar, not through it
+
+    try:
+        syncer = Syncer(args.directory, lambda: _client(args), concurrency=args.concurrency,
+                        chunk_size=args.chunk_size, max_attempts=args.max_attempts, zip_synced=args.zip,
+                        progress_bar=False if args.no_progress else None, create=args.create, on_bundle=show)
+    except NotASpool as exc:
+        print(f"analysisstore sync: {exc} (--create makes one)", file=sys.stderr)
+        return 2
     if args.reset:
         print(f"moved back to {syncer.reset(args.reset)}")
         return 0
+    older_than = args.abandoned_after * 3600.0
+    if args.list:
+        _list_spool(syncer, older_than)
+        return 0
+    if args.finish_abandoned:
+        closed, errors = syncer.finish_abandoned(older_than)
+        for name in closed:
+            print(f"closed abandoned {name} with an abort tail; queued for sync")
+        for name, error in errors.items():
+            print(f"cannot close abandoned {name}: {error}")
+    abandoned = syncer.abandoned(older_than)
+    if abandoned:
+        print(f"{len(abandoned)} abandoned bundles in RUNS_ACTIVE older than {args.abandoned_after:g} h "
+              f"(oldest {abandoned[0].age / 3600:.1f} h): `analysisstore sync {args.directory} --list` shows "
+              "them, --finish-abandoned closes and sends them")
     if args.watch:
         import signal
         import threading
@@ -189,9 +233,34 @@ def _run_sync(args: argparse.Namespace) -> int:
         return 0
     report = syncer.run_once()
     print(f"synced {len(report.synced)}, deferred {len(report.deferred)}, quarantined {len(report.quarantined)}")
-    for name in report.quarantined:
-        print(f"  quarantined: {name} (see {args.directory}/RUNS_QUARANTINED/{name}.error.json)")
     return 0 if report.ok else 1
+
+
+def _list_spool(syncer: "Syncer", older_than: float) -> None:
+    import json
+
+    from .client.spool import ACTIVE, QUARANTINED, SYNCED
+
+    abandoned = {b.name: b for b in syncer.abandoned(older_than)}
+    active = sorted(p.name for p in (syncer.root / ACTIVE).iterdir() if p.is_dir())
+    print(f"{ACTIVE}: {len(active)} ({len(abandoned)} abandoned)")
+    for name in active:
+        state = f"abandoned, unwritten for {abandoned[name].age / 3600:.1f} h" if name in abandoned else "running"
+        print(f"  {name}  {state}")
+    pending = syncer.pending()
+    print(f"RUNS_FINISHED: {len(pending)} waiting to sync")
+    for path in pending:
+        print(f"  {path.name}")
+    quarantined = sorted(p.name for p in (syncer.root / QUARANTINED).iterdir() if p.is_dir())
+    print(f"{QUARANTINED}: {len(quarantined)}")
+    for name in quarantined:
+        try:
+            error = json.loads((syncer.root / QUARANTINED / f"{name}.error.json").read_text())["error"]
+        except (OSError, ValueError, KeyError, TypeError):
+            error = "no error record"
+        print(f"  {name}  {error}")
+    synced = [p for p in (syncer.root / SYNCED).iterdir() if not p.name.startswith(".")]
+    print(f"{SYNCED}: {len(synced)}")
 
 
 def _run_export(args: argparse.Namespace) -> int:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
+from .client.lookups import LIST_OPERATORS, OPERATORS, PAIR_OPERATORS, RESERVED_PARAMS
 from .errors import BadRequest
 
 __all__ = [
@@ -53,8 +54,6 @@ _LOGICAL = frozenset({"$and", "$or"})
 _LIST_OPERATORS = frozenset({"$in", "$nin", "$all"})
 
 _FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
-#: Query-string parameters that shape the page rather than filter it.
-RESERVED_PARAMS = frozenset({"limit", "order_by", "cursor", "offset", "include_count", "latest", "fields"})
 
 
 def check_field(name: Any) -> str:
@@ -192,6 +191,12 @@ def _range(text: str) -> dict[str, Any]:
     parts = text.split(",")
     if len(parts) != 2 or not all(parts):
         raise BadRequest(f"range takes two comma-separated bounds, got {text!r}")
+    return _bounds(parts)
+
+
+def _bounds(parts: list[str]) -> dict[str, Any]:
+    if len(parts) != 2 or not all(parts):
+        raise BadRequest(f"range takes two bounds, got {len(parts)}")
     return {"$gte": _scalar(parts[0]), "$lte": _scalar(parts[1])}
 
 
@@ -200,8 +205,21 @@ def _exact(text: str) -> Any:
     return values[0] if len(values) == 1 else {"$in": values}
 
 
-#: Each lookup operator: query-string text -> MongoDB condition on the field.
-LOOKUPS: dict[str, Callable[[str], Any]] = {
+#: The list operators on their items (from one comma-separated value or from repeated parameters).
+_ON_ITEMS: dict[str, Callable[[list[str]], Any]] = {
+    "in": lambda items: {"$in": [v for item in items for v in _either(item)]},
+    "nin": lambda items: {"$nin": [v for item in items for v in _either(item)]},
+    "contains": lambda items: {"$all": [_scalar(item) for item in items]},
+    "overlap": lambda items: {"$in": [_scalar(item) for item in items]},
+}
+
+
+def _comma_separated(on_items: Callable[[list[str]], Any]) -> Callable[[str], Any]:
+    return lambda text: on_items(_items(text))
+
+
+#: Each lookup operator (names from the shared vocabulary): query-string text -> MongoDB condition on the field.
+_CONDITIONS: dict[str, Callable[[str], Any]] = {
     "exact": _exact,
     "ne": lambda t: {"$nin": _either(t)},
     "gt": lambda t: {"$gt": _scalar(t)},
@@ -209,15 +227,15 @@ LOOKUPS: dict[str, Callable[[str], Any]] = {
     "lt": lambda t: {"$lt": _scalar(t)},
     "lte": lambda t: {"$lte": _scalar(t)},
     "range": _range,
-    "in": lambda t: {"$in": [v for item in _items(t) for v in _either(item)]},
-    "nin": lambda t: {"$nin": [v for item in _items(t) for v in _either(item)]},
-    "contains": lambda t: {"$all": [_scalar(item) for item in _items(t)]},
-    "overlap": lambda t: {"$in": [_scalar(item) for item in _items(t)]},
+    **{op: _comma_separated(on_items) for op, on_items in _ON_ITEMS.items()},
     "isnull": lambda t: {"$eq": None} if _flag(t, "isnull") else {"$ne": None},
     "exists": lambda t: {"$exists": _flag(t, "exists")},
     "startswith": lambda t: {"$regex": "^" + _pattern(t, "startswith")},
     "icontains": lambda t: {"$regex": _pattern(t, "icontains"), "$options": "i"},
 }
+if set(_CONDITIONS) != set(OPERATORS) or set(_ON_ITEMS) != LIST_OPERATORS or "range" not in PAIR_OPERATORS:
+    raise RuntimeError("analysisstore.queries and analysisstore.client.lookups disagree on the operators")
+LOOKUPS: dict[str, Callable[[str], Any]] = {op: _CONDITIONS[op] for op in OPERATORS}
 
 
 def split_lookup(name: str) -> tuple[str, str]:
@@ -238,10 +256,22 @@ def parse_lookups(args: Mapping[str, list[str]], reserved: Iterable[str] = ()) -
         if name in skip:
             continue
         field, op = split_lookup(name)
-        if len(values) != 1:
-            raise BadRequest(f"query parameter {name!r} given {len(values)} times")
-        clauses.append({field: LOOKUPS[op](values[0])})
+        clauses.append({field: _condition(name, op, values)})
     return _merge(clauses)
+
+
+def _condition(name: str, op: str, values: list[str]) -> Any:
+    """One lookup's condition; a list operator may be repeated (one value each, commas kept), range twice."""
+    if len(values) == 1:
+        return LOOKUPS[op](values[0])
+    if op in LIST_OPERATORS:
+        if len(values) > MAX_IN_VALUES:
+            raise BadRequest(f"more than {MAX_IN_VALUES} values in one lookup")
+        return _ON_ITEMS[op](values)
+    if op in PAIR_OPERATORS:
+        return _bounds(values)
+    raise BadRequest(f"query parameter {name!r} given {len(values)} times; only "
+                     f"{', '.join(sorted(LIST_OPERATORS | PAIR_OPERATORS))} lookups may be repeated")
 
 
 def _merge(clauses: list[dict[str, Any]]) -> dict[str, Any]:

@@ -3,12 +3,14 @@
 It depends on requests, ujson and doct only; it never imports the server,
 tornado or pymongo.
 """
-from .commands import AnalysisClient
+from .commands import AnalysisClient, Page, RetryPolicy
 from .errors import (
+    TRANSIENT_ERRORS,
     AnalysisStoreClientError,
     BadRequest,
     Conflict,
     Forbidden,
+    InvalidLookup,
     NotFound,
     PayloadTooLarge,
     ServerError,
@@ -26,12 +28,16 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "InvalidLookup",
     "NotFound",
+    "Page",
     "PayloadTooLarge",
+    "RetryPolicy",
     "ServerError",
     "ServiceError",
     "ServiceUnavailable",
     "ServiceUnreachable",
+    "TRANSIENT_ERRORS",
     "TooManyRequests",
     "Unauthorized",
     "ValidationError",

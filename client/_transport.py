@@ -1,14 +1,17 @@
 """HTTP for the client: one keep-alive session, timeouts, retries, error translation.
 
-Retries use urllib3's ``Retry`` (already under ``requests``): exponential
-backoff with jitter on connection errors, read timeouts, 429 and 503,
-honouring ``Retry-After``. Retrying writes is safe because the service is
-idempotent by uid. Other 4xx are never retried.
+The client's :class:`RetryPolicy` is the only retry loop of the project:
+drivers and the sync driver do not retry on top of it (they defer, spool or
+record a failure). It runs as urllib3's ``Retry`` (already under
+``requests``): exponential backoff with jitter on connection errors, read
+timeouts, 429 and 503, honouring ``Retry-After``. Retrying writes is safe
+because the service is idempotent by uid. Other 4xx are never retried.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from dataclasses import dataclass, fields
+from typing import Any, Mapping
 
 import requests
 import ujson
@@ -17,11 +20,67 @@ from urllib3.util import Retry
 
 from .errors import ServiceUnreachable, error_for_status
 
-__all__ = ["Transport", "dumps"]
+__all__ = ["Transport", "RetryPolicy", "dumps"]
 
 log = logging.getLogger(__name__)
 
 CONNECT_TIMEOUT = 3.05
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently the client retries what may succeed later.
+
+    ``retries`` more attempts after the first for connection errors, read
+    timeouts, 429 and 503; ``connect_retries`` (default: ``retries``) bounds
+    the attempts when no connection can be made at all, e.g. "connection
+    refused": 0 fails at once. Waits double from ``backoff`` seconds (plus
+    jitter) up to ``backoff_max``, unless the service sends ``Retry-After``.
+    """
+
+    retries: int = 5
+    connect_retries: int | None = None
+    backoff: float = 0.25
+    backoff_max: float = 30.0
+
+    @classmethod
+    def interactive(cls) -> "RetryPolicy":
+        """For a command a person typed: a refused connection fails at once; a busy service gets two more tries."""
+        return cls(retries=2, connect_retries=0, backoff_max=5.0)
+
+    @classmethod
+    def from_config(cls, value: "RetryPolicy | int | Mapping[str, Any] | None") -> "RetryPolicy":
+        """The ``retries`` config key: a policy, a number of retries, or a mapping of the policy's fields."""
+        if value is None:
+            return cls()
+        if isinstance(value, RetryPolicy):
+            return value
+        if isinstance(value, Mapping):
+            unknown = set(value) - {f.name for f in fields(cls)}
+            if unknown:
+                raise ValueError(f"unknown retry settings {sorted(unknown)}; known: {[f.name for f in fields(cls)]}")
+            return cls(**value)
+        if isinstance(value, bool) or int(value) < 0:
+            raise ValueError(f"retries must be a non-negative number, a mapping or a RetryPolicy, got {value!r}")
+        return cls(retries=int(value))
+
+    def as_urllib3(self) -> Retry:
+        return Retry(
+            total=max(self.retries, self.connect_retries or 0),
+            connect=self.retries if self.connect_retries is None else self.connect_retries,
+            read=self.retries,
+            status=self.retries,
+            other=0,
+            redirect=0,
+            allowed_methods=None,  # every method: writes are idempotent by uid
+            status_forcelist=(429, 503),
+            backoff_factor=self.backoff,
+            backoff_jitter=self.backoff,
+            backoff_max=self.backoff_max,
+            retry_after_max=60,
+            respect_retry_after_header=True,
+            raise_on_status=False,
+        )
 
 
 def _to_json_native(obj: Any) -> Any:
@@ -40,32 +99,18 @@ def dumps(obj: Any) -> bytes:
 class Transport:
     """Requests to one service base URL."""
 
-    def __init__(self, base_url: str, token: str | None = None, timeout: float = 60.0,
-                 retries: int = 5, backoff: float = 0.25) -> None:
+    def __init__(self, base_url: str, token: str | None = None, timeout: float | tuple[float, float] = 60.0,
+                 retries: RetryPolicy | int | Mapping[str, Any] | None = None) -> None:
         self.base_url = base_url.rstrip("/") + "/"
-        self.timeout = (CONNECT_TIMEOUT, timeout)
+        self.timeout = tuple(timeout) if isinstance(timeout, (tuple, list)) else (CONNECT_TIMEOUT, float(timeout))
+        self.retry_policy = RetryPolicy.from_config(retries)
         self.token = token
         # requests re-reads *_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE on every
         # request, scanning all of os.environ twice: a third of the client's
         # CPU time per small write. They are read once, here. netrc is left
         # out on purpose: the service authenticates with the bearer token.
         self._environment = requests.Session().merge_environment_settings(self.base_url, {}, None, None, None)
-        self.session = self._session(max_retries=Retry(
-            total=retries,
-            connect=retries,
-            read=retries,
-            status=retries,
-            other=0,
-            redirect=0,
-            allowed_methods=None,  # every method: writes are idempotent by uid
-            status_forcelist=(429, 503),
-            backoff_factor=backoff,
-            backoff_jitter=backoff,
-            backoff_max=30.0,
-            retry_after_max=60,
-            respect_retry_after_header=True,
-            raise_on_status=False,
-        ))
+        self.session = self._session(max_retries=self.retry_policy.as_urllib3())
         self._probe_session: requests.Session | None = None
 
     def _session(self, max_retries: Retry | int) -> requests.Session:

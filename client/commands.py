@@ -11,6 +11,7 @@ import logging
 import os
 import time as _time
 import uuid as _uuid
+from dataclasses import dataclass
 from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
@@ -18,11 +19,12 @@ import requests
 import ujson
 from doct import Document
 
-from ._transport import Transport, dumps
-from .errors import ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from ._transport import RetryPolicy, Transport, dumps
+from .errors import TRANSIENT_ERRORS, InvalidLookup, ServiceUnreachable
+from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool
 
-__all__ = ["AnalysisClient", "DEFAULT_URL"]
+__all__ = ["AnalysisClient", "DEFAULT_URL", "Page", "RetryPolicy"]
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +60,11 @@ class AnalysisClient:
     """Client of one analysisstore service.
 
     ``config`` is ``{"host": ..., "port": ...}`` as in 0.x, or ``{"url": ...}``;
-    optional ``token``, ``timeout`` (seconds), ``retries``. Without a config
-    the ``ASST_URL`` environment variable, else http://127.0.0.1:8999, is used.
+    optional ``token``, ``timeout`` (read timeout in seconds, or a
+    ``(connect, read)`` pair), ``retries`` (a number of retries, a
+    :class:`RetryPolicy` or a mapping of its fields; the client's policy is the
+    only retrying in the project), ``spool_dir``. Without a config the
+    ``ASST_URL`` environment variable, else http://127.0.0.1:8999, is used.
     """
 
     def __init__(self, config: Mapping[str, Any] | None = None) -> None:
@@ -84,8 +89,8 @@ class AnalysisClient:
         self._transport = Transport(
             url,
             token=config.get("token") or os.environ.get("ASST_TOKEN"),
-            timeout=float(config.get("timeout", 60.0)),
-            retries=int(config.get("retries", 5)),
+            timeout=config.get("timeout", 60.0),
+            retries=config.get("retries"),
         )
         self._insert_dict = {
             "analysis_header": self.insert_analysis_header,
@@ -170,7 +175,7 @@ class AnalysisClient:
             return
         try:
             self._transport.json("POST", f"api/v1/{doc_type}", body=body)
-        except (ServiceUnreachable, ServiceUnavailable, TooManyRequests):
+        except TRANSIENT_ERRORS:
             header = self._headers.get(header_uid) if header_uid is not None else None
             if header is None:
                 raise  # nothing known of this analysis to spool it with
@@ -287,7 +292,7 @@ class AnalysisClient:
         short and retried on its own). Memory stays flat either way.
         """
         name = _document_name(doc_type)
-        body: dict[str, Any] = {"filter": dict(query or {})}
+        body: dict[str, Any] = {"filter": plain_value(dict(query or {}))}
         if order_by is not None:
             body["order_by"] = order_by
         if not paged:
@@ -334,55 +339,94 @@ class AnalysisClient:
         found = self.iter_find(doc_type, query, order_by=order_by, limit=limit)
         return found if stream else list(found)
 
+    def _find_by_keywords(self, doc_type: str, keywords: dict[str, Any], order_by: Any,
+                          limit: int | None) -> Iterator[Document]:
+        """``find_*``/``iter_*`` keywords: plain fields as a JSON filter, lookups (``__op``, ``a__b__op``) as HTTP's."""
+        reserved = sorted(set(keywords) & RESERVED_PARAMS)
+        if reserved:
+            raise InvalidLookup(f"{reserved} shape the page, they are not fields to filter on; "
+                                "use find_page() for cursor, fields and counts")
+        if is_lookup_query(keywords):
+            return self._iter_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
+        return self.iter_find(doc_type, keywords, order_by=order_by, limit=limit)
+
     def find_analysis_header(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
-        """Analysis headers matching the keyword filter, e.g. ``uid=...`` or ``project="x"``."""
-        return self.find("analysis_header", kwargs, order_by=order_by, limit=limit)
+        """Analysis headers matching the keywords: ``uid=...``, ``project="x"``, ``time__gte=datetime(...)``.
+
+        Keywords are the lookups of the HTTP API (``field__op=value``, operators
+        in :data:`analysisstore.client.lookups.OPERATORS`); a nested field is
+        written ``provenance__run__id__gte=5``. Lists go to ``in``/``nin``/
+        ``contains``/``overlap``/``range``; datetimes are compared as epoch
+        seconds (naive = UTC). An unknown operator raises InvalidLookup.
+        """
+        return list(self._find_by_keywords("analysis_header", kwargs, order_by, limit))
 
     def find_analysis_tail(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
-        """Analysis tails matching the keyword filter, e.g. ``analysis_header=uid``."""
-        return self.find("analysis_tail", kwargs, order_by=order_by, limit=limit)
+        """Analysis tails matching the keyword lookups, e.g. ``analysis_header=uid``."""
+        return list(self._find_by_keywords("analysis_tail", kwargs, order_by, limit))
 
     def find_data_reference_header(self, order_by: Any = None, limit: int | None = None,
                                    **kwargs: Any) -> list[Document]:
-        """Streams matching the keyword filter, e.g. ``analysis_header=uid``."""
-        return self.find("data_reference_header", kwargs, order_by=order_by, limit=limit)
+        """Streams matching the keyword lookups, e.g. ``analysis_header=uid``."""
+        return list(self._find_by_keywords("data_reference_header", kwargs, order_by, limit))
 
     def find_data_reference(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
-        """Records matching the keyword filter, e.g. ``data_reference_header=uid``."""
-        return self.find("data_reference", kwargs, order_by=order_by, limit=limit)
+        """Records matching the keyword lookups, e.g. ``data_reference_header=uid, seq_num__gte=10``."""
+        return list(self._find_by_keywords("data_reference", kwargs, order_by, limit))
 
     def iter_analysis_header(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
         """Like ``find_analysis_header`` but lazy, for any number of results."""
-        return self.iter_find("analysis_header", kwargs, order_by=order_by)
+        return self._find_by_keywords("analysis_header", kwargs, order_by, None)
 
     def iter_analysis_tail(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
         """Like ``find_analysis_tail`` but lazy."""
-        return self.iter_find("analysis_tail", kwargs, order_by=order_by)
+        return self._find_by_keywords("analysis_tail", kwargs, order_by, None)
 
     def iter_data_reference_header(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
         """Like ``find_data_reference_header`` but lazy."""
-        return self.iter_find("data_reference_header", kwargs, order_by=order_by)
+        return self._find_by_keywords("data_reference_header", kwargs, order_by, None)
 
     def iter_data_reference(self, order_by: Any = None, **kwargs: Any) -> Iterator[Document]:
         """Like ``find_data_reference`` but lazy: walks millions of records in constant memory."""
-        return self.iter_find("data_reference", kwargs, order_by=order_by)
+        return self._find_by_keywords("data_reference", kwargs, order_by, None)
 
-    def iter_lookup(self, doc_type: str, lookups: Mapping[str, str], *, order_by: str | None = None,
+    def iter_lookup(self, doc_type: str, lookups: Mapping[str, Any], *, order_by: str | None = None,
                     fields: list[str] | None = None) -> Iterator[Document]:
         """Documents matching query-string lookups (``{"time__gte": "2026-01-01", "project": "x"}``), page by page."""
+        return self._iter_pages(doc_type, query_params(lookups), order_by=order_by, fields=fields)
+
+    def find_page(self, doc_type: str, query: Mapping[str, Any] | None = None, *, limit: int | None = None,
+                  cursor: str | None = None, order_by: str | list[str] | None = None,
+                  include_count: bool = False, fields: list[str] | None = None) -> "Page":
+        """One page of the lookups ``query`` with its ``meta``: ``next_cursor``, ``has_more``, ``count``.
+
+        ``query`` takes the same lookups as ``find_*`` keywords (dotted names
+        too). Pass ``page.next_cursor`` back as ``cursor`` for the next page;
+        ``include_count=True`` adds the exact number of matches.
+        """
+        params = query_params(query or {})
+        params += _page_params(order_by=order_by, limit=limit, fields=fields, cursor=cursor,
+                               include_count=include_count)
+        page = self._transport.json("GET", f"api/v1/{doc_type}", params=params)
         name = _document_name(doc_type)
-        params: dict[str, Any] = {**lookups, "limit": _PAGE_SIZE}
-        if order_by:
-            params["order_by"] = order_by
-        if fields:
-            params["fields"] = ",".join(fields)
-        while True:
-            page = self._transport.json("GET", f"api/v1/{doc_type}", params=params)
+        return Page([Document(name, doc) for doc in page["items"]], page["meta"])
+
+    def _iter_pages(self, doc_type: str, params: list[tuple[str, str]], *, order_by: Any = None,
+                    limit: int | None = None, fields: list[str] | None = None) -> Iterator[Document]:
+        """Every match of query-string lookups (or the first ``limit``), ``_PAGE_SIZE`` per request by cursor."""
+        name = _document_name(doc_type)
+        remaining, cursor = limit, None
+        while remaining is None or remaining > 0:
+            size = _PAGE_SIZE if remaining is None else min(_PAGE_SIZE, remaining)
+            page = self._transport.json("GET", f"api/v1/{doc_type}", params=params + _page_params(
+                order_by=order_by, limit=size, fields=fields, cursor=cursor))
             for doc in page["items"]:
                 yield Document(name, doc)
-            if not page["meta"]["next_cursor"]:
+            if remaining is not None:
+                remaining -= len(page["items"])
+            cursor = page["meta"]["next_cursor"]
+            if not cursor:
                 return
-            params["cursor"] = page["meta"]["next_cursor"]
 
     def status(self) -> dict[str, Any]:
         """The service's version, database name and approximate document counts."""
@@ -429,6 +473,44 @@ class AnalysisClient:
     def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
         """Earlier versions of a header or tail, oldest first."""
         return self._transport.json("GET", f"api/v1/{doc_type}/{quote(_uid_of(uid), safe='')}/revisions")["items"]
+
+
+@dataclass
+class Page:
+    """One page of a listing: its documents and the service's ``meta``."""
+
+    items: list[Document]
+    meta: dict[str, Any]
+
+    @property
+    def next_cursor(self) -> str | None:
+        """Give it as ``cursor`` to get the next page; None on the last page."""
+        return self.meta.get("next_cursor")
+
+    @property
+    def has_more(self) -> bool:
+        return bool(self.meta.get("has_more"))
+
+    @property
+    def count(self) -> int | None:
+        """Every match of the query (not just this page), when asked with ``include_count=True``."""
+        return self.meta.get("count")
+
+
+def _page_params(*, order_by: Any = None, limit: int | None = None, fields: list[str] | None = None,
+                 cursor: str | None = None, include_count: bool = False) -> list[tuple[str, str]]:
+    params: list[tuple[str, str]] = []
+    if order_by:
+        params.append(("order_by", order_by if isinstance(order_by, str) else ",".join(order_by)))
+    if limit is not None:
+        params.append(("limit", str(limit)))
+    if fields:
+        params.append(("fields", ",".join(fields)))
+    if cursor:
+        params.append(("cursor", cursor))
+    if include_count:
+        params.append(("include_count", "true"))
+    return params
 
 
 def _with_time(doc: dict[str, Any]) -> dict[str, Any]:

@@ -24,6 +24,8 @@ __all__ = [
     "TooManyRequests",
     "ServiceUnavailable",
     "ServerError",
+    "InvalidLookup",
+    "TRANSIENT_ERRORS",
     "error_for_status",
 ]
 
@@ -92,6 +94,19 @@ class ServiceUnavailable(ServiceError):
 
 class ServerError(ServiceError):
     """Any other 5xx."""
+
+
+class InvalidLookup(AnalysisStoreClientError, ValueError):
+    """A query the service would refuse (unknown operator, paging name as a field, value HTTP cannot express).
+
+    Raised by the client before anything is sent.
+    """
+
+
+#: Errors that say "not now" rather than "no": the client has already retried
+#: them under its retry policy; a caller may spool, defer or try a later pass.
+TRANSIENT_ERRORS: tuple[type[AnalysisStoreClientError], ...] = (
+    ServiceUnreachable, ServiceUnavailable, TooManyRequests)
 
 
 _BY_STATUS: dict[int, type[ServiceError]] = {

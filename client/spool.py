@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import logging
 import os
+import time
+import uuid
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .bundle import BundleWriter, _safe_name
+from .bundle import Bundle, BundleWriter, _safe_name
 
-__all__ = ["Spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED"]
+__all__ = ["Spool", "AbandonedBundle", "is_spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED",
+           "ABANDONED_REASON"]
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +25,32 @@ ACTIVE = "RUNS_ACTIVE"
 FINISHED = "RUNS_FINISHED"
 SYNCED = "RUNS_SYNCED"
 QUARANTINED = "RUNS_QUARANTINED"
+#: The reason on the abort tail that closes a bundle its script left in RUNS_ACTIVE.
+ABANDONED_REASON = "abandoned in the spool; closed by sync --finish-abandoned"
+
+
+def is_spool(root: Path | str) -> bool:
+    """Is ``root`` a spool directory (made by a spooling client, a sync, or ``sync --create``)?"""
+    root = Path(root)
+    return root.is_dir() and any((root / name).is_dir() for name in (ACTIVE, FINISHED, SYNCED, QUARANTINED))
+
+
+@dataclass
+class AbandonedBundle:
+    """A bundle in RUNS_ACTIVE that nothing has written to for a while: its script died offline."""
+
+    name: str
+    path: Path
+    last_write: float  # epoch seconds of the newest file in it
+
+    @property
+    def age(self) -> float:
+        return time.time() - self.last_write
+
+
+def _last_write(path: Path) -> float:
+    times = [p.stat().st_mtime for p in path.rglob("*") if p.is_file()]
+    return max(times, default=path.stat().st_mtime)
 
 
 class Spool:
@@ -30,6 +60,35 @@ class Spool:
         self.root = Path(root)
         for name in (ACTIVE, FINISHED):
             (self.root / name).mkdir(parents=True, exist_ok=True)
+
+    def abandoned(self, older_than: float) -> list[AbandonedBundle]:
+        """Bundles in RUNS_ACTIVE not written to for ``older_than`` seconds, oldest first."""
+        now, found = time.time(), []
+        for path in (self.root / ACTIVE).iterdir():
+            if not path.is_dir() or path.name.startswith("."):
+                continue
+            try:
+                found.append(AbandonedBundle(path.name, path, _last_write(path)))
+            except FileNotFoundError:
+                continue  # its script just finished it (moved to RUNS_FINISHED): not abandoned
+        return sorted((b for b in found if now - b.last_write >= older_than), key=lambda b: b.last_write)
+
+    def close_abandoned(self, bundle: AbandonedBundle, reason: str = ABANDONED_REASON) -> Path:
+        """End an abandoned analysis with an ``abort`` tail and move it to RUNS_FINISHED, ready to sync.
+
+        Raises BundleError (or OSError) if the bundle cannot be read; it then stays where it is.
+        """
+        with Bundle(bundle.path) as existing:
+            header, tail = existing.header, existing.tail
+        writer = BundleWriter(bundle.path)
+        if tail is None:  # a tail written just before a crash is the analysis's own ending: keep it
+            writer.write_tail({"uid": str(uuid.uuid4()), "time": time.time(), "analysis_header": header["uid"],
+                               "exit_status": "abort", "reason": reason})
+        writer.finish()
+        target = self.root / FINISHED / bundle.name
+        os.replace(bundle.path, target)
+        log.info("closed abandoned analysis %s with an abort tail", header["uid"])
+        return target
 
     def _active(self, header_uid: str) -> Path:
         return self.root / ACTIVE / _safe_name(header_uid)

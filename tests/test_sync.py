@@ -31,8 +31,7 @@ def _write_analysis(client, n_records):
 
 
 def _syncer(root, service, **kw):
-    return Syncer(root, lambda: AnalysisClient({"url": service.url, "retries": 1}), progress_bar=False,
-                  backoff=0.01, **kw)
+    return Syncer(root, lambda: AnalysisClient({"url": service.url, "retries": 1}), progress_bar=False, **kw)
 
 
 def test_offline_analyses_are_spooled_then_synced_exactly_once(start_service, closed_port, tmp_path):

@@ -2,8 +2,9 @@
 
 Ties in priority are broken by submission order — the analyses themselves
 are never compared. The numerical work runs in worker threads (NumPy
-releases the GIL), never on an event loop. Transient store errors are
-retried with jittered backoff; an analysis whose ``calc_output`` raises is
+releases the GIL), never on an event loop. Retrying transient store errors
+is the client's job (its retry policy); the driver adds no retries of its
+own unless asked (``retries``); an analysis whose ``calc_output`` raises is
 recorded with a ``fail`` tail and the reason, never dropped. With a
 ``spool_dir`` client, results are spooled when the service is away.
 """
@@ -21,15 +22,13 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
-from ..client import AnalysisClient, ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from ..client import TRANSIENT_ERRORS, AnalysisClient
 from . import ThreadClients
 from .analysis import AnalysisInput, BaseAnalysis
 
 __all__ = ["AnalysisDriver", "DriverReport", "load_input", "write_analysis", "run_batch"]
 
 log = logging.getLogger(__name__)
-
-_TRANSIENT = (ServiceUnreachable, ServiceUnavailable, TooManyRequests)
 
 
 def load_input(client: AnalysisClient, header_uid: str) -> AnalysisInput:
@@ -74,7 +73,7 @@ class DriverReport:
 class AnalysisDriver:
     """Queue analyses with a priority; ``run()`` executes them, at most ``concurrency`` at a time."""
 
-    def __init__(self, client_factory: Callable[[], AnalysisClient], *, concurrency: int = 1, retries: int = 3,
+    def __init__(self, client_factory: Callable[[], AnalysisClient], *, concurrency: int = 1, retries: int = 0,
                  backoff: float = 0.5, skip_existing: bool = True, progress_bar: bool | None = None) -> None:
         self.client_factory = client_factory
         self.concurrency = max(1, concurrency)
@@ -131,7 +130,7 @@ class AnalysisDriver:
             try:
                 write_analysis(client, docs)
                 return uid, outcome, error
-            except _TRANSIENT as exc:
+            except TRANSIENT_ERRORS as exc:
                 if attempt == self.retries:
                     return uid, "failed", f"could not be stored: {exc}"
                 time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))

@@ -7,11 +7,14 @@ to ``RUNS_QUARANTINED/`` with its error; an outage of the service only
 delays things. Killed at any instant and restarted, the driver resumes from
 the saved progress; the service's idempotency by uid makes the step that was
 in flight harmless to repeat.
+
+The driver does not retry on top of the client: a bundle the service cannot
+take now is deferred at once (the client's retry policy has run), the rest
+of the pass is deferred without trying, and the next pass is the retry.
 """
 from __future__ import annotations
 
 import logging
-import random
 import shutil
 import threading
 import time
@@ -24,18 +27,31 @@ from typing import Callable
 import ujson
 from tqdm import tqdm
 
-from ..client import AnalysisClient, ServiceError, ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from ..client import TRANSIENT_ERRORS, AnalysisClient, ServiceError
 from ..client.bundle import Bundle, BundleError, write_atomic, zip_bundle
-from ..client.spool import ACTIVE, FINISHED, QUARANTINED, SYNCED
+from ..client.spool import ACTIVE, FINISHED, QUARANTINED, SYNCED, AbandonedBundle, Spool, is_spool
 from . import ThreadClients
 from .push import Progress, load_progress, push_bundle, save_progress
 
-__all__ = ["Syncer", "SyncReport"]
+__all__ = ["Syncer", "SyncReport", "BundleOutcome", "NotASpool"]
 
 log = logging.getLogger(__name__)
 
 STATE = ".sync"
-_TRANSIENT = (ServiceUnreachable, ServiceUnavailable, TooManyRequests)
+
+
+class NotASpool(FileNotFoundError):
+    """The directory given to the syncer is not a spool (a mistyped path must not become a new, empty one)."""
+
+
+@dataclass
+class BundleOutcome:
+    """What happened to one bundle in a pass: ``synced``, ``deferred`` or ``quarantined``, and why."""
+
+    name: str
+    outcome: str
+    detail: str = ""
+    unreachable: bool = False  # deferred because the service could not take anything now
 
 
 @dataclass
@@ -55,18 +71,26 @@ class Syncer:
     """Delivers the bundles under ``root`` through clients made by ``client_factory`` (one per worker)."""
 
     def __init__(self, root: Path | str, client_factory: Callable[[], AnalysisClient], *,
-                 concurrency: int = 2, chunk_size: int = 2_000, max_attempts: int = 3,
-                 transient_retries: int = 3, backoff: float = 1.0, zip_synced: bool = False,
-                 progress_bar: bool | None = None) -> None:
+                 concurrency: int = 2, chunk_size: int = 2_000, max_attempts: int = 3, zip_synced: bool = False,
+                 progress_bar: bool | None = None, create: bool = False,
+                 on_bundle: Callable[[BundleOutcome], None] | None = None) -> None:
+        """``create=True`` makes the spool tree if ``root`` is not a spool yet; otherwise that is NotASpool.
+
+        ``on_bundle`` is called (one call at a time) with the outcome of every bundle of a pass.
+        """
         self.root = Path(root)
+        if not is_spool(self.root):
+            if not create:
+                raise NotASpool(f"{self.root} is not a spool directory (it has no {FINISHED}/ or {ACTIVE}/); "
+                                "check the path, or create an empty spool there explicitly")
+            log.info("creating the spool %s", self.root)
         self.client_factory = client_factory
         self.concurrency = max(1, concurrency)
         self.chunk_size = chunk_size
         self.max_attempts = max_attempts
-        self.transient_retries = transient_retries
-        self.backoff = backoff
         self.zip_synced = zip_synced
         self.progress_bar = progress_bar
+        self.on_bundle = on_bundle
         self._clients = ThreadClients(client_factory)
         for name in (ACTIVE, FINISHED, SYNCED, QUARANTINED, STATE):
             (self.root / name).mkdir(parents=True, exist_ok=True)
@@ -93,17 +117,32 @@ class Syncer:
             return report
         total = sum(self._record_count(b) for b in bundles)
         disable = None if self.progress_bar is None else not self.progress_bar  # None: only on a terminal
-        with tqdm(total=total, unit="rec", desc="sync", disable=disable) as bar:
-            lock = threading.Lock()
+        lock = threading.Lock()
+        service_down = threading.Event()
 
+        def deliver(path: Path, advance: Callable[[int], None]) -> BundleOutcome:
+            if service_down.is_set():  # one bundle already spent the client's retries: do not hammer
+                outcome = BundleOutcome(path.name, "deferred", "not tried: the service is not reachable",
+                                        unreachable=True)
+            else:
+                outcome = self._sync(path, advance)
+                if outcome.unreachable:
+                    service_down.set()
+            with lock:
+                getattr(report, outcome.outcome).append(outcome.name)
+                if self.on_bundle is not None:
+                    self.on_bundle(outcome)
+            return outcome
+
+        with tqdm(total=total, unit="rec", desc="sync", disable=disable) as bar:
             def advance(n: int) -> None:
                 with lock:
                     bar.update(n)
 
+            # The first bundle goes alone: if the service is down, only it spends the client's retries.
+            deliver(bundles[0], advance)
             with ThreadPoolExecutor(max_workers=self.concurrency, thread_name_prefix="sync") as pool:
-                outcomes = list(pool.map(lambda b: (b.name, self.sync_bundle(b, advance)), bundles))
-        for name, outcome in outcomes:
-            getattr(report, outcome).append(name)
+                list(pool.map(lambda b: deliver(b, advance), bundles[1:]))
         return report
 
     def watch(self, interval: float = 30.0, stop: threading.Event | None = None) -> None:
@@ -115,6 +154,24 @@ class Syncer:
                 log.info("sync pass: %d synced, %d deferred, %d quarantined",
                          len(report.synced), len(report.deferred), len(report.quarantined))
             stop.wait(interval)
+
+    # ---- bundles a script left behind ---------------------------------------------
+
+    def abandoned(self, older_than: float) -> list[AbandonedBundle]:
+        """Bundles in RUNS_ACTIVE nothing has written to for ``older_than`` seconds (their script died)."""
+        return Spool(self.root).abandoned(older_than)
+
+    def finish_abandoned(self, older_than: float) -> tuple[list[str], dict[str, str]]:
+        """Close each abandoned bundle with an ``abort`` tail and queue it; (closed names, errors by name)."""
+        spool, closed, errors = Spool(self.root), [], {}
+        for bundle in spool.abandoned(older_than):
+            try:
+                spool.close_abandoned(bundle)
+                closed.append(bundle.name)
+            except (BundleError, OSError) as exc:
+                log.error("cannot close abandoned bundle %s: %s", bundle.name, exc)
+                errors[bundle.name] = str(exc)
+        return closed, errors
 
     # ---- one bundle -------------------------------------------------------------
 
@@ -129,40 +186,44 @@ class Syncer:
             return 0
 
     def sync_bundle(self, path: Path, on_records: Callable[[int], None] = lambda n: None) -> str:
-        """Deliver one bundle: 'synced', 'deferred' (service unreachable) or 'quarantined'."""
+        """Deliver one bundle: 'synced', 'deferred' (the service cannot take it now) or 'quarantined'."""
+        return self._sync(path, on_records).outcome
+
+    def _sync(self, path: Path, on_records: Callable[[int], None]) -> BundleOutcome:
         name = path.name
         if self._already_synced(name):
             self._finish(path)  # a previous run stopped between archiving and cleaning up
-            return "synced"
+            return BundleOutcome(name, "synced", self._synced_place(name))
         progress_path = self._progress_path(name)
         progress = load_progress(progress_path)
-        for attempt in range(self.transient_retries + 1):
-            try:
-                with Bundle(path) as bundle:
-                    bundle.validate()
-                    push_bundle(self._clients.get(), bundle, progress, lambda p: save_progress(progress_path, p),
-                                self.chunk_size, on_records)
-                self._finish(path)
-                log.info("synced %s", name)
-                return "synced"
-            except BundleError as exc:
-                return self._quarantine(path, progress, f"corrupt bundle: {exc}", exc.member)
-            except _TRANSIENT as exc:
-                progress.last_error = str(exc)
-                save_progress(progress_path, progress)
-                if attempt == self.transient_retries:
-                    log.warning("deferring %s: the service is not reachable (%s)", name, exc)
-                    return "deferred"
-                time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))  # jittered backoff
-            except ServiceError as exc:
-                progress.attempts += 1
-                progress.last_error = str(exc)
-                save_progress(progress_path, progress)
-                if progress.attempts >= self.max_attempts:
-                    return self._quarantine(path, progress, f"refused by the service: {exc}", None)
-                log.warning("%s refused (attempt %d of %d): %s", name, progress.attempts, self.max_attempts, exc)
-                return "deferred"
-        return "deferred"
+        try:
+            with Bundle(path) as bundle:
+                bundle.validate()
+                push_bundle(self._clients.get(), bundle, progress, lambda p: save_progress(progress_path, p),
+                            self.chunk_size, on_records)
+            self._finish(path)
+            log.info("synced %s", name)
+            return BundleOutcome(name, "synced", self._synced_place(name))
+        except BundleError as exc:
+            return self._quarantine(path, progress, f"corrupt bundle: {exc}", exc.member)
+        except TRANSIENT_ERRORS as exc:
+            # The client has retried under its policy already; the next pass is the retry.
+            progress.last_error = str(exc)
+            save_progress(progress_path, progress)
+            log.warning("deferring %s: the service is not reachable (%s)", name, exc)
+            return BundleOutcome(name, "deferred", str(exc), unreachable=True)
+        except ServiceError as exc:
+            progress.attempts += 1
+            progress.last_error = str(exc)
+            save_progress(progress_path, progress)
+            if progress.attempts >= self.max_attempts:
+                return self._quarantine(path, progress, f"refused by the service: {exc}", None)
+            log.warning("%s refused (attempt %d of %d): %s", name, progress.attempts, self.max_attempts, exc)
+            return BundleOutcome(name, "deferred", f"refused (attempt {progress.attempts} of "
+                                 f"{self.max_attempts}): {exc}")
+
+    def _synced_place(self, name: str) -> str:
+        return str(self.root / SYNCED / (f"{name}.zip" if self.zip_synced else name))
 
     def _already_synced(self, name: str) -> bool:
         return (self.root / SYNCED / name).exists() or (self.root / SYNCED / f"{name}.zip").exists()
@@ -181,7 +242,7 @@ class Syncer:
             shutil.rmtree(path, ignore_errors=True)
         self._progress_path(name).unlink(missing_ok=True)
 
-    def _quarantine(self, path: Path, progress: Progress, message: str, member: str | None) -> str:
+    def _quarantine(self, path: Path, progress: Progress, message: str, member: str | None) -> BundleOutcome:
         name = path.name
         log.error("quarantining %s: %s", name, message)
         target = self.root / QUARANTINED / name
@@ -192,7 +253,7 @@ class Syncer:
                   "time": time.time()}
         write_atomic(self.root / QUARANTINED / f"{name}.error.json", ujson.dumps(record, indent=2).encode())
         self._progress_path(name).unlink(missing_ok=True)
-        return "quarantined"
+        return BundleOutcome(name, "quarantined", message)
 
     # ---- sending a bundle back ---------------------------------------------------
 

@@ -34,7 +34,7 @@ _SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor", "offset", "in
 class PagingHandler(BaseHandler):
     """Answers a PageRequest as one page in the envelope, or as an NDJSON stream of every match."""
 
-    async def respond(self, doc_type: str, page: PageRequest, link_args: dict[str, str] | None = None) -> None:
+    async def respond(self, doc_type: str, page: PageRequest, link_args: dict[str, list[str]] | None = None) -> None:
         if page.status is not None:
             if doc_type != "analysis_header":
                 raise BadRequest("status filters analysis_header only")
@@ -64,7 +64,7 @@ class PagingHandler(BaseHandler):
         if page.include_count:
             meta["count"] = await self.store.count(doc_type, page.filter)
         if next_cursor and link_args is not None:
-            link = f"{self.request.path}?{urlencode({**link_args, 'cursor': next_cursor})}"
+            link = f"{self.request.path}?{urlencode({**link_args, 'cursor': next_cursor}, doseq=True)}"
             self.set_header("Link", f'<{link}>; rel="next"')
         self.write_json({"items": docs, "meta": meta})
 
@@ -117,7 +117,8 @@ class DocumentCollectionHandler(PagingHandler):
         params = {k: v[0] for k, v in args.items()}
         page = parse_page(parse_lookups(args, reserved=("status",)), params)
         page.status = params.get("status")
-        await self.respond(doc_type, page, link_args={k: v for k, v in params.items() if k != "cursor"})
+        # Every value of a repeated lookup goes into the next link, or the cursor would not match its filter.
+        await self.respond(doc_type, page, link_args={k: v for k, v in args.items() if k != "cursor"})
 
 
 class SearchHandler(PagingHandler):
