@@ -20,6 +20,7 @@ from ..queries import (
     projection,
 )
 from ..schemas import DOC_TYPES
+from ._stream_end import END_PREFERENCE, end_broken_stream, end_line, error_line, wants_end_line
 from .base import BaseHandler, dumps
 
 __all__ = ["routes", "DOC_TYPE_PATTERN", "NDJSON"]
@@ -73,18 +74,31 @@ class PagingHandler(BaseHandler):
         if page.latest is not None or page.offset:
             raise BadRequest("NDJSON streams every match; latest and offset do not apply")
         self.set_header("Content-Type", f"{NDJSON}; charset=UTF-8")
+        end_wanted = wants_end_line(self.request)
+        if end_wanted:
+            self.set_header("Preference-Applied", END_PREFERENCE)
         remaining = page.limit if page.limit_given else None
-        for query in queries:
-            if remaining == 0:
-                break
-            # aclosing: a client that hangs up mid-stream closes the cursor now, not at garbage collection.
-            async with aclosing(self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
-                                                     limit=remaining or 0)) as batches:
-                async for batch in batches:
-                    if remaining is not None:
-                        remaining -= len(batch)
-                    self.write("".join(dumps(doc) + "\n" for doc in batch))
-                    await self.flush()
+        sent = 0
+        try:
+            for query in queries:
+                if remaining == 0:
+                    break
+                # aclosing: a client that hangs up mid-stream closes the cursor now, not at garbage collection.
+                async with aclosing(self.store.iter_find(doc_type, query, page.sort, projection=projection(page),
+                                                         limit=remaining or 0)) as batches:
+                    async for batch in batches:
+                        if remaining is not None:
+                            remaining -= len(batch)
+                        self.write("".join(dumps(doc) + "\n" for doc in batch))
+                        sent += len(batch)
+                        await self.flush()
+        except Exception as exc:
+            if not sent:
+                raise  # nothing went out yet: the ordinary error response
+            await end_broken_stream(self, exc, error_line(exc, self.request_id))
+            return
+        if end_wanted:
+            self.write(end_line(sent))
         self.finish()
 
 
