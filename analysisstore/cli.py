@@ -216,6 +216,9 @@ def _run_import(args: argparse.Namespace) -> int:
           f"{len(report.invalid)} invalid")
     for conflict in report.conflicts:
         print(f"  conflict in {conflict['analysis']}: {conflict['error']}")
+    for incomplete in report.incomplete:
+        print(f"  incomplete {incomplete['analysis']}: stored in part, no tail written; fix the bundle and "
+              "import it again")
     for invalid in report.invalid:
         print(f"  invalid {invalid['file']}: {invalid['error']}")
     return 0 if report.ok else 1
