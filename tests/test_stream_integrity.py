@@ -25,7 +25,11 @@ RECORDS = 2_000  # two database batches: the failure comes after the first one w
 def stored(fault_db: FaultyDatabase) -> dict[str, Any]:
     """A finished analysis with one stream of RECORDS records, written once per module straight to the database."""
     name = new_database(fault_db)
-    database = fault_db.admin[name]
+    return {"database": name, "stream": _store_analysis(fault_db.admin[name])}
+
+
+def _store_analysis(database: Any) -> str:
+    """Write a finished analysis with one stream of RECORDS records into ``database``; the stream's uid."""
     head = header_doc(technique_name="RAW")
     stream = stream_doc(head["uid"], name="raw", data_keys={"x": {"dtype": "number"}})
     database.analysis_header.insert_one(dict(head))
@@ -36,7 +40,7 @@ def stored(fault_db: FaultyDatabase) -> dict[str, Any]:
         for i in range(RECORDS)])
     database.analysis_tail.insert_one({"uid": f"t-{head['uid']}", "time": 1_800_000_000.0,
                                        "analysis_header": head["uid"], "exit_status": "success"})
-    return {"database": name, "stream": stream["uid"]}
+    return stream["uid"]
 
 
 @pytest.fixture
@@ -129,6 +133,27 @@ def test_client_raises_when_the_service_vanishes_mid_stream(fs, stored):
     with pytest.raises(IncompleteStream, match="broke after"):
         for _ in records:
             pass
+
+
+def test_database_killed_mid_stream_is_an_error_for_the_client(start_service):
+    """The database process SIGKILLed while a stream is half sent: find_* raises, it never returns a short list."""
+    db = FaultyDatabase()  # its own: this test kills it
+    try:
+        service = start_service(mongo_uri_override=db.uri, database=new_database(db))
+        stream = _store_analysis(db.admin[service.config.database])
+        client = AnalysisClient({**service.client_config, "retries": 0})
+        # Hold the stream after its first batch so the kill lands mid-stream, not before or after it.
+        db.failpoint({"times": 1}, "getMore", close_connection=False, blockConnection=True, blockTimeMS=2_000)
+        records = client.iter_data_reference(data_reference_header=stream)
+        assert next(records)["seq_num"] == 0
+        db.kill()
+        with pytest.raises(IncompleteStream) as raised:
+            for _ in records:
+                pass
+        assert raised.value.received == 1_000
+        assert raised.value.error is not None and raised.value.error.status == 503
+    finally:
+        db.close()
 
 
 def test_legacy_array_is_never_a_valid_short_array(fs, stored):
