@@ -78,6 +78,21 @@ def test_rerun_resends_what_the_interrupted_run_stored_without_conflicts(faulty_
     assert [r["data"]["x"] for r in records] == [0.0, 3.0, 6.0, 9.0, 12.0]
 
 
+def test_rerun_reports_a_conflict_with_an_earlier_partial_run_instead_of_crashing(faulty_service):
+    """An interrupted run left a different stream under the analysis's stream uid: the re-run reports the
+    analysis failed with the conflict, writes no tail, and the batch goes on."""
+    client = AnalysisClient(faulty_service.service.client_config)
+    raw = _raw(client)
+    uid = _interrupt_after(faulty_service, 1, raw)
+    analysis = Tripling([load_input(client, raw)])
+    client.insert_data_reference_header(uid, uid=analysis._uid("stream", "tripled"), time=1.0, name="tripled",
+                                        data_keys={"x": {"dtype": "number"}})  # as an older version wrote it
+    report = run_batch(lambda: AnalysisClient(faulty_service.service.client_config), Tripling,
+                       {"technique_name": "RAW3"}, progress_bar=False)
+    assert report.failed == [uid] and "conflicts with documents already stored" in report.errors[uid]
+    assert client.get_analysis(uid)["tail"] is None
+
+
 def _analysis(service, started: float, tail: bool = False, record_at: float | None = None) -> str:
     client = AnalysisClient(service.client_config)
     header = client.insert_analysis_header(time=started, provenance={"analysis_name": "forgotten"})

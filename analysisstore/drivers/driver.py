@@ -21,7 +21,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
-from ..client import AnalysisClient, ServiceUnavailable, ServiceUnreachable, TooManyRequests
+from ..client import AnalysisClient, Conflict, ServiceUnavailable, ServiceUnreachable, TooManyRequests
 from . import ThreadClients
 from .analysis import AnalysisInput, BaseAnalysis
 
@@ -163,6 +163,9 @@ class AnalysisDriver:
                 if attempt == self.retries:
                     return uid, "failed", f"could not be stored: {exc}"
                 time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
+            except Conflict as exc:  # e.g. an interrupted earlier run stored different documents under these uids
+                log.warning("analysis %s (%s) conflicts with stored documents: %s", analysis.analysis_name, uid, exc)
+                return uid, "failed", f"conflicts with documents already stored: {exc}"
         return uid, "failed", "could not be stored"
 
 
