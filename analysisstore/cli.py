@@ -70,7 +70,25 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sync(sub)
     _add_archive(sub)
     _add_analyze(sub)
+    _add_close_stale(sub)
     return parser
+
+
+def _add_close_stale(sub: argparse._SubParsersAction) -> None:
+    from .drivers.stale import age_argument
+
+    close = sub.add_parser(
+        "close-stale",
+        help="give analyses left without a tail an 'abort' tail",
+        description=("Find analyses that have no tail and wrote nothing (header, stream or record) for "
+                     "--older-than, e.g. because their writer died, and finalise each with an 'abort' tail "
+                     "carrying --reason. Try --dry-run first: it lists them and writes nothing."),
+    )
+    close.add_argument("--older-than", required=True, type=age_argument, metavar="AGE",
+                       help="how long an analysis must have been quiet: a number and a unit, e.g. 90m, 24h, 7d")
+    close.add_argument("--reason", required=True, help="why they are closed; stored in each tail")
+    close.add_argument("--dry-run", action="store_true", help="only list what would be closed")
+    _add_service_options(close)
 
 
 def _add_analyze(sub: argparse._SubParsersAction) -> None:
@@ -285,6 +303,9 @@ def _run_import(args: argparse.Namespace) -> int:
           f"{len(report.invalid)} invalid")
     for conflict in report.conflicts:
         print(f"  conflict in {conflict['analysis']}: {conflict['error']}")
+    for incomplete in report.incomplete:
+        print(f"  incomplete {incomplete['analysis']}: stored in part, no tail written; fix the bundle and "
+              "import it again")
     for invalid in report.invalid:
         print(f"  invalid {invalid['file']}: {invalid['error']}")
     return 0 if report.ok else 1
@@ -460,6 +481,10 @@ def main(argv: list[str] | None = None) -> int:
         return _run_export(args)
     if args.command == "import":
         return _run_import(args)
+    if args.command == "close-stale":
+        from .drivers.stale import run_close_stale
+
+        return run_close_stale(args)
     return 0
 
 

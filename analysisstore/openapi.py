@@ -67,10 +67,30 @@ _LOOKUP_DESCRIPTION = (
 )
 
 
+_PREFER = {"name": "Prefer", "in": "header", "schema": {"type": "string"},
+           "description": "With Accept: application/x-ndjson, `stream-end` asks for the last line "
+                          '{"$end": {"count": n}} (confirmed by Preference-Applied: stream-end). See StreamEnd.'}
+
+_NDJSON_DESCRIPTION = (
+    "Every match, one document a line (Accept: application/x-ndjson). A stream that fails after the headers "
+    'were sent ends with the line {"$error": <the Error body>} and the transfer is cut (no terminating chunk), '
+    'so it never looks complete. With Prefer: stream-end a complete stream ends with {"$end": {"count": n}}; '
+    "a consumer that asked for it treats a stream without that line, or with a different count, as incomplete. "
+    "Documents never have a key starting with '$', so neither line can be mistaken for one."
+)
+
+
 def _page_response(item: dict[str, Any]) -> dict[str, Any]:
-    return _json({"type": "object", "required": ["items", "meta"], "properties": {
+    response = _json({"type": "object", "required": ["items", "meta"], "properties": {
         "items": {"type": "array", "items": item}, "meta": _ref("PageMeta")}},
         "One page; with Accept: application/x-ndjson every match, one document a line")
+    response["content"]["application/x-ndjson"] = {
+        "schema": {"description": _NDJSON_DESCRIPTION,
+                   "oneOf": [item, _ref("StreamEnd"), _ref("StreamError")]}}
+    response["headers"] = {"Preference-Applied": {
+        "description": "stream-end when the NDJSON stream will end with its $end line",
+        "schema": {"type": "string"}}}
+    return response
 
 
 def openapi_spec() -> dict[str, Any]:
@@ -93,7 +113,7 @@ def openapi_spec() -> dict[str, Any]:
             "get": {
                 "summary": "List documents by lookups, with keyset paging",
                 "description": _LOOKUP_DESCRIPTION,
-                "parameters": _PAGING_PARAMETERS,
+                "parameters": [*_PAGING_PARAMETERS, _PREFER],
                 "responses": {"200": _page_response(any_document), **_errors("400", "503")},
             },
         },
@@ -101,6 +121,7 @@ def openapi_spec() -> dict[str, Any]:
             "parameters": [_DOC_TYPE],
             "post": {
                 "summary": "Search with a JSON filter (the allowed MongoDB subset)",
+                "parameters": [_PREFER],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("SearchRequest")}}},
                 "responses": {"200": _page_response(any_document), **_errors("400", "503")},
             },
@@ -166,6 +187,19 @@ def openapi_spec() -> dict[str, Any]:
             "properties": {"status": {"type": "integer"}, "type": {"type": "string"},
                            "message": {"type": "string"}, "details": {"type": "array"},
                            "request_id": {"type": "string"}}}}},
+        "StreamEnd": {"type": "object", "additionalProperties": False, "required": ["$end"],
+                      "description": "Last line of a complete NDJSON stream (asked for with Prefer: stream-end)",
+                      "properties": {"$end": {"type": "object", "required": ["count"], "properties": {
+                          "count": {"type": "integer", "minimum": 0,
+                                    "description": "documents in the stream before this line"}}}}},
+        "StreamError": {"type": "object", "additionalProperties": False, "required": ["$error"],
+                        "description": "Last line of an NDJSON stream that failed after its headers were sent; "
+                                       "the transfer is then cut",
+                        "properties": {"$error": {"type": "object", "required": [
+                            "status", "type", "message", "details", "request_id"], "properties": {
+                            "status": {"type": "integer"}, "type": {"type": "string"},
+                            "message": {"type": "string"}, "details": {"type": "array"},
+                            "request_id": {"type": "string"}}}}},
         "WriteResult": {"type": "object", "properties": {
             "uid": {"type": "string"}, "result": {"enum": ["inserted", "already stored"]}, "time": {"type": "number"}}},
         "BulkResult": {"type": "object", "properties": {

@@ -20,7 +20,7 @@ import ujson
 from doct import Document
 
 from ._transport import RetryPolicy, Transport, dumps
-from .errors import TRANSIENT_ERRORS, InvalidLookup, ServiceUnreachable
+from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool
 
@@ -40,6 +40,8 @@ _PAGE_SIZE = 5_000
 #: One update call touches at most this many documents.
 MAX_UPDATE_MATCHES = 1_000
 NDJSON = "application/x-ndjson"
+#: ``Prefer: stream-end`` asks the service to end an NDJSON stream with ``{"$end": {"count": n}}``.
+_END_PREFERENCE = "stream-end"
 #: connection_status() answers quickly rather than waiting out retries.
 _PROBE_TIMEOUT = (2.0, 5.0)
 
@@ -296,8 +298,12 @@ class AnalysisClient:
         if order_by is not None:
             body["order_by"] = order_by
         if not paged:
-            yield from self._iter_ndjson(doc_type, name, body, limit)
+            yield from self._iter_ndjson(doc_type, name, body, limit, page_size)
             return
+        yield from self._iter_pages(doc_type, name, body, limit, page_size)
+
+    def _iter_pages(self, doc_type: str, name: str, body: dict[str, Any], limit: int | None,
+                    page_size: int) -> Iterator[Document]:
         remaining = limit
         while True:
             body["limit"] = page_size if remaining is None else min(page_size, remaining)
@@ -311,23 +317,36 @@ class AnalysisClient:
                 return
             body["cursor"] = cursor
 
-    def _iter_ndjson(self, doc_type: str, name: str, body: dict[str, Any],
-                     limit: int | None) -> Iterator[Document]:
-        if limit is not None:
-            body["limit"] = limit
-        response = self._transport.request("POST", f"api/v1/{doc_type}/search", body=body,
-                                           stream=True, accept=NDJSON)
-        received = 0
+    def _iter_ndjson(self, doc_type: str, name: str, body: dict[str, Any], limit: int | None,
+                     page_size: int) -> Iterator[Document]:
+        """One NDJSON stream, trusted only once its end line has come (see docs/streams.md)."""
+        response = self._transport.request("POST", f"api/v1/{doc_type}/search",
+                                           body={**body, "limit": limit} if limit is not None else body,
+                                           stream=True, accept=NDJSON, headers={"Prefer": _END_PREFERENCE})
         with response:
+            if _END_PREFERENCE not in response.headers.get("Preference-Applied", ""):
+                # A service older than this client: its streams cannot prove they are whole, pages can.
+                log.warning("the service at %s does not confirm stream end lines; reading page by page",
+                            self._host_url)
+                response.close()
+                yield from self._iter_pages(doc_type, name, body, limit, page_size)
+                return
+            received, last = 0, None
             try:
                 for line in response.iter_lines(chunk_size=64 * 1024):
-                    if line:
-                        received += 1
-                        yield Document(name, ujson.loads(line))
+                    if not line:
+                        continue
+                    doc = ujson.loads(line)
+                    if "$end" in doc or "$error" in doc:  # documents never have '$' keys: this is the last line
+                        last = doc
+                        break
+                    received += 1
+                    yield Document(name, doc)
             except requests.RequestException as exc:
-                raise ServiceUnreachable(
+                raise IncompleteStream(
                     f"the result stream broke after {received} documents: {exc}; "
-                    "use paged=True to resume page by page") from exc
+                    "use paged=True to resume page by page", received) from exc
+        _check_end(last, received)
 
     def find(self, doc_type: str, query: Mapping[str, Any] | None = None, *,
              order_by: str | list[str] | None = None, limit: int | None = None,
@@ -516,6 +535,22 @@ def _page_params(*, order_by: Any = None, limit: int | None = None, fields: list
 def _with_time(doc: dict[str, Any]) -> dict[str, Any]:
     """A spooled document carries its own time (no server is there to fill it)."""
     return doc if doc.get("time") is not None else {**doc, "time": _time.time()}
+
+
+def _check_end(line: dict[str, Any] | None, received: int) -> None:
+    """The last line of a stream: ``$end`` with the count received, or raise what went wrong."""
+    if line is None:
+        raise IncompleteStream(f"the result stream ended after {received} documents without its end line: "
+                               "the answer is incomplete; retry, or use paged=True", received)
+    if "$error" in line:
+        error = error_from_body(line["$error"] if isinstance(line["$error"], dict) else {})
+        raise IncompleteStream(f"the result stream failed after {received} documents: {error}; "
+                               "the answer is incomplete", received, error)
+    end = line["$end"]
+    count = end.get("count") if isinstance(end, dict) else None
+    if count != received:
+        raise IncompleteStream(f"the result stream ended after {received} documents but the service "
+                               f"sent {count}: the answer is incomplete", received)
 
 
 def _document_name(doc_type: str) -> str:

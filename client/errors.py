@@ -13,6 +13,7 @@ import requests
 __all__ = [
     "AnalysisStoreClientError",
     "ServiceUnreachable",
+    "IncompleteStream",
     "ServiceError",
     "BadRequest",
     "Unauthorized",
@@ -27,6 +28,7 @@ __all__ = [
     "InvalidLookup",
     "TRANSIENT_ERRORS",
     "error_for_status",
+    "error_from_body",
 ]
 
 
@@ -36,6 +38,20 @@ class AnalysisStoreClientError(Exception):
 
 class ServiceUnreachable(AnalysisStoreClientError, requests.ConnectionError):
     """No analysisstore service answered at the configured URL (after retries)."""
+
+
+class IncompleteStream(ServiceUnreachable):
+    """A streamed read ended before the service confirmed it complete: the documents received are not
+    the whole answer. ``received`` counts them; ``error`` is the service's own error (a ServiceError)
+    when it reported one, else None (the connection broke or the end line never came).
+
+    A ServiceUnreachable, so code that retries an unreachable service retries this too.
+    """
+
+    def __init__(self, message: str, received: int, error: "ServiceError | None" = None) -> None:
+        super().__init__(message)
+        self.received = received
+        self.error = error
 
 
 class ServiceError(AnalysisStoreClientError, requests.HTTPError):
@@ -121,6 +137,14 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
     429: TooManyRequests,
     503: ServiceUnavailable,
 }
+
+
+def error_from_body(body: dict[str, Any]) -> ServiceError:
+    """The exception for an error body (``{"status", "type", "message", "details", "request_id"}``)."""
+    status = body.get("status") if isinstance(body.get("status"), int) else 500
+    cls = _BY_STATUS.get(status, ServerError if status >= 500 else ServiceError)
+    return cls(status, str(body.get("type", "Error")), str(body.get("message", "")), body.get("details") or [],
+               body.get("request_id"))
 
 
 def error_for_status(response: requests.Response) -> ServiceError:

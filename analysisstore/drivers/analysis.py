@@ -95,6 +95,7 @@ class BaseAnalysis:
         self.analysis_codehash = code_hash(type(self))
         self.analysis_timestamp = time.time()
         self.outputs: dict[str, list[dict[str, Any]]] = {}
+        self._stored_header: dict[str, Any] | None = None
 
     # ---- identity -----------------------------------------------------------------
 
@@ -168,7 +169,21 @@ class BaseAnalysis:
             "user": _user(),
         }
 
+    def adopt(self, stored_header: Mapping[str, Any]) -> None:
+        """Continue this analysis from its stored header (it was interrupted before its tail).
+
+        The stored header and its time are reused, and streams and records
+        take their times from it, so every document re-sent is identical to
+        any copy the interrupted run stored ("already stored", not a conflict).
+        """
+        if stored_header.get("uid") != self.analysis_uuid:
+            raise ValueError(f"header {stored_header.get('uid')!r} is not the one of analysis {self.analysis_uuid}")
+        self._stored_header = {k: v for k, v in stored_header.items() if not k.startswith("_")}
+        self.analysis_timestamp = float(stored_header["time"])
+
     def header_doc(self) -> dict[str, Any]:
+        if self._stored_header is not None:
+            return dict(self._stored_header)
         header = {"uid": self.analysis_uuid, "time": self.analysis_timestamp, "provenance": self._provenance(),
                   "process_uuid": self.process_uuid, "process_name": self.process_name,
                   "process_timestamp": self.process_timestamp, "technique_name": self.technique_name,
@@ -185,7 +200,9 @@ class BaseAnalysis:
         """The documents of one bundle, in writing order: header, streams, records, tail."""
         header = self.header_doc()
         docs: list[tuple[str, dict[str, Any]]] = [("analysis_header", header)]
-        now = time.time()
+        # Streams and records carry the analysis's own time: a re-run that completes an interrupted
+        # analysis (see adopt) then re-sends exactly what the first run may have stored.
+        now = self.analysis_timestamp
         if exit_status == "success":
             for stream, rows in self.outputs.items():
                 stream_uid = self._uid("stream", stream)

@@ -5,7 +5,9 @@ temporary name before renaming, so an interrupted export leaves no
 half-written archive. Import is idempotent: identical documents are
 "already stored"; a uid stored with different content is reported, never
 overwritten, and the rest of that analysis is skipped if its header is the
-one in conflict.
+one in conflict. An analysis whose documents were not all stored is left
+without its tail (still running, reported incomplete), so importing the
+fixed bundle later completes it.
 """
 from __future__ import annotations
 
@@ -83,10 +85,12 @@ class ImportReport:
     imported: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[dict[str, Any]] = field(default_factory=list)
+    #: Analyses stored in part and left without their tail (still running): fix the bundle and import again.
+    incomplete: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.conflicts and not self.invalid
+        return not self.conflicts and not self.invalid and not self.incomplete
 
 
 def import_archives(client: AnalysisClient, paths: Iterable[Path], chunk_size: int = 2_000) -> ImportReport:
@@ -110,13 +114,31 @@ def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: 
     except BundleError as exc:
         report.invalid.append({"file": str(path), "bundle": bundle.name, "member": exc.member, "error": str(exc)})
         return
-    def conflict(exc: Conflict) -> None:
-        report.conflicts.append({"file": str(path), "analysis": manifest["analysis_header"],
-                                 "error": exc.message, "details": exc.details})
+    analysis = manifest["analysis_header"]
+    refused: list[Conflict] = []
 
+    def conflict(exc: Conflict) -> None:
+        refused.append(exc)
+        report.conflicts.append({"file": str(path), "analysis": analysis, "error": exc.message,
+                                 "details": exc.details})
+
+    # The tail finalises the analysis, so it is held back (progress says "sent") and sent below only
+    # once every other document of the bundle is stored.
     try:
-        push_bundle(client, bundle, Progress(), lambda p: None, chunk_size, on_conflict=conflict)
+        push_bundle(client, bundle, Progress(tail=True), lambda p: None, chunk_size, on_conflict=conflict)
     except Conflict as exc:  # the header itself: a different analysis already has this uid
         conflict(exc)
         return
-    report.imported.append(manifest["analysis_header"])
+    if refused:
+        log.warning("analysis %s imported in part (%d conflicts); its tail is not written", analysis, len(refused))
+        report.incomplete.append({"file": str(path), "analysis": analysis,
+                                  "error": "not every document was stored, so the analysis is left without "
+                                           "its tail; fix the conflicts and import the bundle again"})
+        return
+    if bundle.tail is not None:
+        try:
+            client.insert_many("analysis_tail", [bundle.tail])
+        except Conflict as exc:  # a different tail was stored meanwhile
+            conflict(exc)
+            return
+    report.imported.append(analysis)

@@ -22,25 +22,49 @@ from typing import Any, Callable, Iterable, Mapping
 
 from tqdm import tqdm
 
-from ..client import TRANSIENT_ERRORS, AnalysisClient
+from ..client import TRANSIENT_ERRORS, AnalysisClient, Conflict
 from . import ThreadClients
 from .analysis import AnalysisInput, BaseAnalysis
 
-__all__ = ["AnalysisDriver", "DriverReport", "load_input", "write_analysis", "run_batch"]
+__all__ = ["AnalysisDriver", "DriverReport", "IncompleteInput", "load_input", "stored_state", "write_analysis",
+           "run_batch"]
 
 log = logging.getLogger(__name__)
 
 
+class IncompleteInput(RuntimeError):
+    """An input was read with fewer records than the service counts for it; computing on it would be wrong."""
+
+
 def load_input(client: AnalysisClient, header_uid: str) -> AnalysisInput:
-    """An earlier analysis as input: its header, its streams by name, and their records in order."""
+    """An earlier analysis as input: its header, its streams by name, and their records in order.
+
+    Every stream must arrive whole: as many records as the analysis view
+    counts (at least as many while the input is still running), else
+    :class:`IncompleteInput`. A stream cut short by the service raises
+    ``IncompleteStream`` on its own.
+    """
     view = client.get_analysis(header_uid)
+    finished = view["status"] in ("success", "fail", "abort")
     streams, records = {}, {}
     for stream in view["streams"]:
         name = stream.get("name") or stream["uid"]
         streams[name] = dict(stream)
         records[name] = [dict(r) for r in client.iter_data_reference(data_reference_header=stream["uid"],
                                                                      order_by=["seq_num", "time"])]
+        expected, got = stream.get("record_count"), len(records[name])
+        if expected is not None and (got < expected or finished and got != expected):
+            raise IncompleteInput(f"input {header_uid}, stream {name!r}: read {got} of its {expected} records; "
+                                  "the read was incomplete")
     return AnalysisInput(dict(view["header"]), streams, records)
+
+
+def stored_state(client: AnalysisClient, uid: str) -> tuple[dict[str, Any] | None, bool]:
+    """The stored header of analysis ``uid`` (None if there is none) and whether it has its tail."""
+    headers = client.find_analysis_header(uid=uid, limit=1)
+    if not headers:
+        return None, False
+    return dict(headers[0]), bool(client.find_analysis_tail(analysis_header=uid, limit=1))
 
 
 def write_analysis(client: AnalysisClient, docs: list[tuple[str, dict[str, Any]]], chunk_size: int = 2_000) -> None:
@@ -117,8 +141,12 @@ class AnalysisDriver:
     def _execute(self, analysis: BaseAnalysis) -> tuple[str, str, str | None]:
         uid = analysis.analysis_uuid
         client = self._clients.get()
-        if self.skip_existing and client.find_analysis_header(uid=uid, limit=1):
-            return uid, "skipped", None
+        if self.skip_existing:
+            header, finalized = stored_state(client, uid)
+            if finalized:
+                return uid, "skipped", None
+            if header is not None:  # interrupted before its tail: finish it, re-sending is harmless
+                analysis.adopt(header)
         try:
             analysis.run()
             docs, outcome, error = analysis.export_analysis(), "done", None
@@ -134,27 +162,63 @@ class AnalysisDriver:
                 if attempt == self.retries:
                     return uid, "failed", f"could not be stored: {exc}"
                 time.sleep(self.backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
+            except Conflict as exc:  # e.g. an interrupted earlier run stored different documents under these uids
+                log.warning("analysis %s (%s) conflicts with stored documents: %s", analysis.analysis_name, uid, exc)
+                return uid, "failed", f"conflicts with documents already stored: {exc}"
         return uid, "failed", "could not be stored"
 
 
 def run_batch(client_factory: Callable[[], AnalysisClient], analysis: type[BaseAnalysis],
               lookups: Mapping[str, str], params: Mapping[str, Any] | None = None, *, concurrency: int = 1,
-              progress_bar: bool | None = None) -> DriverReport:
-    """Run ``analysis`` on every analysis matching ``lookups``, skipping inputs already analysed alike."""
+              progress_bar: bool | None = None, retries: int = 0, backoff: float = 0.5) -> DriverReport:
+    """Run ``analysis`` on every analysis matching ``lookups``, skipping inputs already analysed alike.
+
+    "Already analysed" means finalized (it has a tail). An analysis whose
+    header is stored but not its tail was interrupted: it is run again and
+    completed (every document is re-sent; stored ones are "already stored").
+    Inputs that cannot be read whole are reported failed and nothing is
+    written for them, so a later run tries again.
+    """
     client = client_factory()
     # Existing analyses are skipped below, before their inputs are loaded; the driver need not ask again.
-    driver = AnalysisDriver(client_factory, concurrency=concurrency, skip_existing=False, progress_bar=progress_bar)
+    driver = AnalysisDriver(client_factory, concurrency=concurrency, skip_existing=False, progress_bar=progress_bar,
+                            retries=retries, backoff=backoff)
     report = DriverReport()
     inputs: Iterable[Any] = client.iter_lookup("analysis_header", lookups, fields=["uid", "provenance.analysis_name"])
     for header in inputs:
         if header.get("provenance", {}).get("analysis_name") == analysis.analysis_name:
             continue  # never feed an analysis its own results
         uid = analysis.uuid_for([header["uid"]], params)
-        if client.find_analysis_header(uid=uid, limit=1):
+        stored, finalized = stored_state(client, uid)
+        if finalized:
             report.skipped.append(uid)
             continue
-        driver.submit(analysis([load_input(client, header["uid"])], params))
+        try:
+            loaded = _load_whole(client, header["uid"], retries, backoff)
+        except (IncompleteInput, *TRANSIENT_ERRORS) as exc:
+            log.warning("analysis %s of input %s not run: %s", analysis.analysis_name, header["uid"], exc)
+            report.failed.append(uid)
+            report.errors[uid] = f"input {header['uid']} could not be read whole: {exc}"
+            continue
+        task = analysis([loaded], params)
+        if stored is not None:
+            log.info("completing interrupted analysis %s (header stored, no tail)", uid)
+            task.adopt(stored)
+        driver.submit(task)
     ran = driver.run()
-    report.done, report.failed, report.errors = ran.done, ran.failed, ran.errors
+    report.done, report.failed, report.errors = ran.done, report.failed + ran.failed, {**report.errors, **ran.errors}
     report.skipped += ran.skipped
     return report
+
+
+def _load_whole(client: AnalysisClient, header_uid: str, retries: int, backoff: float) -> AnalysisInput:
+    """load_input, retried with jittered backoff while the read comes back incomplete."""
+    for attempt in range(retries + 1):
+        try:
+            return load_input(client, header_uid)
+        except (IncompleteInput, *TRANSIENT_ERRORS) as exc:
+            if attempt == retries:
+                raise
+            log.info("input %s incomplete (%s); retrying", header_uid, exc)
+            time.sleep(backoff * (2 ** attempt) * random.uniform(0.5, 1.5))
+    raise AssertionError("unreachable")

@@ -20,6 +20,7 @@ from ..queries import (
     projection,
 )
 from ..schemas import DOC_TYPES
+from ._stream_end import END_PREFERENCE, end_broken_stream, end_line, error_line, wants_end_line
 from .base import BaseHandler, dumps
 
 __all__ = ["routes", "DOC_TYPE_PATTERN", "NDJSON"]
@@ -33,6 +34,8 @@ _SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor", "offset", "in
 
 class PagingHandler(BaseHandler):
     """Answers a PageRequest as one page in the envelope, or as an NDJSON stream of every match."""
+
+    _sent = 0  # documents the current NDJSON stream has written
 
     async def respond(self, doc_type: str, page: PageRequest, link_args: dict[str, list[str]] | None = None) -> None:
         if page.status is not None:
@@ -69,10 +72,30 @@ class PagingHandler(BaseHandler):
         self.write_json({"items": docs, "meta": meta})
 
     async def stream(self, doc_type: str, queries: list[dict[str, Any]], page: PageRequest) -> None:
-        """Every match, one JSON document a line, flushed batch by batch (constant server memory)."""
+        """Every match, one JSON document a line, flushed batch by batch (constant server memory).
+
+        How a stream ends — the ``$end`` line, or the ``$error`` line and a
+        cut transfer after a failure — is described in ``_stream_end``.
+        """
         if page.latest is not None or page.offset:
             raise BadRequest("NDJSON streams every match; latest and offset do not apply")
         self.set_header("Content-Type", f"{NDJSON}; charset=UTF-8")
+        end_wanted = wants_end_line(self.request)
+        if end_wanted:
+            self.set_header("Preference-Applied", END_PREFERENCE)
+        self._sent = 0
+        try:
+            await self._write_matches(doc_type, queries, page)
+        except Exception as exc:
+            if not self._sent:
+                raise  # nothing went out yet: the ordinary error response
+            await end_broken_stream(self, exc, error_line(exc, self.request_id))
+            return
+        if end_wanted:
+            self.write(end_line(self._sent))
+        self.finish()
+
+    async def _write_matches(self, doc_type: str, queries: list[dict[str, Any]], page: PageRequest) -> None:
         remaining = page.limit if page.limit_given else None
         for query in queries:
             if remaining == 0:
@@ -84,8 +107,8 @@ class PagingHandler(BaseHandler):
                     if remaining is not None:
                         remaining -= len(batch)
                     self.write("".join(dumps(doc) + "\n" for doc in batch))
+                    self._sent += len(batch)
                     await self.flush()
-        self.finish()
 
 
 class DocumentCollectionHandler(PagingHandler):

@@ -15,6 +15,7 @@ import ujson
 from ..errors import BadRequest, ValidationFailed
 from ..ingest import ingest
 from ..queries import check_filter
+from ._stream_end import end_broken_stream
 from .base import OPEN, BaseHandler, dumps
 
 __all__ = ["routes"]
@@ -99,11 +100,18 @@ class LegacyHandler(BaseHandler):
         # Stream the whole array (the 0.x contract is "every match") in constant memory.
         self.write("[")
         first = True
-        async with aclosing(self.store.iter_find(self.doc_type, filt, _LEGACY_SORT)) as batches:
-            async for batch in batches:
-                self.write(("" if first else ",") + ",".join(dumps(doc) for doc in batch))
-                first = False
-                await self.flush()
+        try:
+            async with aclosing(self.store.iter_find(self.doc_type, filt, _LEGACY_SORT)) as batches:
+                async for batch in batches:
+                    self.write(("" if first else ",") + ",".join(dumps(doc) for doc in batch))
+                    first = False
+                    await self.flush()
+        except Exception as exc:
+            if first:
+                raise  # nothing went out yet: the ordinary error response
+            # Never a valid short array: the array stays open and the transfer is cut.
+            await end_broken_stream(self, exc, None)
+            return
         self.finish("]")
 
 

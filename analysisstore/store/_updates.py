@@ -1,6 +1,7 @@
 """Updates of headers and tails; every accepted change keeps the previous version as a revision."""
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
@@ -11,6 +12,8 @@ from pymongo.errors import DuplicateKeyError
 from ..changes import REVISION_FIELD, Changes
 from ..errors import Conflict, NotFound
 from ._common import _database_errors
+
+log = logging.getLogger(__name__)
 
 
 class UpdatesMixin:
@@ -30,23 +33,51 @@ class UpdatesMixin:
             changes.check_allowed(doc_type, finalized, header_uid)
             updated = changes.apply(stored)
             revision = stored.get(REVISION_FIELD, 0)
-            try:
-                await self.db.revisions.insert_one({
-                    "doc_type": doc_type, "uid": uid, "revision": revision, "document": stored,
-                    "replaced_at": time.time(), "request_id": request_id,
-                })
-            except DuplicateKeyError:
-                raise Conflict(f"{doc_type} {uid!r} is being updated by another request; retry") from None
+            await self._keep_revision(doc_type, uid, revision, stored, request_id)
             current = {"uid": uid, REVISION_FIELD: revision if revision else {"$exists": False}}
             update: dict[str, Any] = {"$set": {**changes.set, REVISION_FIELD: revision + 1}}
             if changes.unset:
                 update["$unset"] = dict.fromkeys(changes.unset, "")
             result = await self.db[doc_type].update_one(current, update)
             if result.matched_count != 1:
-                await self.db.revisions.delete_one({"doc_type": doc_type, "uid": uid, "revision": revision})
+                # Only a revision this request still owns goes: one taken over by another request
+                # (see _keep_revision) now records the version that request replaced.
+                await self.db.revisions.delete_one({"doc_type": doc_type, "uid": uid, "revision": revision,
+                                                    "request_id": request_id})
                 raise Conflict(f"{doc_type} {uid!r} changed while updating; retry")
         updated[REVISION_FIELD] = revision + 1
         return updated
+
+    async def _keep_revision(self, doc_type: str, uid: str, revision: int, stored: dict[str, Any],
+                             request_id: str) -> None:
+        """Store ``stored`` as revision ``revision``, the first of a PATCH's two writes.
+
+        If that revision exists while the document still carries ``revision``,
+        an earlier PATCH stopped between its two writes (a database failure,
+        a crash) or is between them right now. When the record holds exactly
+        the stored version, it is what this PATCH would write: take it over
+        (atomically, by its request id) and go on. The document update is
+        conditional on ``revision``, so of two PATCHes sharing the record
+        only one can win; the other gets a 409.
+        """
+        record = {"doc_type": doc_type, "uid": uid, "revision": revision, "document": stored,
+                  "replaced_at": time.time(), "request_id": request_id}
+        try:
+            await self.db.revisions.insert_one(record)
+            return
+        except DuplicateKeyError:
+            pass
+        key = {"doc_type": doc_type, "uid": uid, "revision": revision}
+        orphan = await self.db.revisions.find_one(key, max_time_ms=self.max_time_ms)
+        if orphan is not None and orphan["document"] == stored:
+            taken = await self.db.revisions.update_one(
+                {**key, "request_id": orphan["request_id"]},
+                {"$set": {"replaced_at": record["replaced_at"], "request_id": request_id}})
+            if taken.matched_count == 1:
+                log.warning("%s %r: revision %d was left by an unfinished update (request %s); "
+                            "request %s completes it", doc_type, uid, revision, orphan["request_id"], request_id)
+                return
+        raise Conflict(f"{doc_type} {uid!r} is being updated by another request; retry")
 
     async def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
         """Every earlier version of a document, oldest first."""
