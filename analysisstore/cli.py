@@ -68,6 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(status)
     _add_sync(sub)
     _add_archive(sub)
+    _add_prov(sub)
     _add_analyze(sub)
     return parser
 
@@ -161,6 +162,31 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="bundle .zip files or directories")
     _add_service_options(imp)
+
+
+def _add_prov(sub: argparse._SubParsersAction) -> None:
+    prov = sub.add_parser(
+        "prov",
+        help="an analysis and everything it was derived from, as W3C PROV",
+        description=("Write the W3C PROV document of one analysis and its ancestors (through provenance.inputs, "
+                     "up to --depth links): analyses as activities, their results and streams as entities, "
+                     "who ran them as agents. PROV-JSON by default; PROV-N or PROV-XML with --format."),
+    )
+    prov.add_argument("uid", metavar="UID", help="analysis_header uid")
+    prov.add_argument("--depth", type=int, default=10, help="how many links to follow (default: 10, at most 100)")
+    prov.add_argument("--format", choices=["json", "provn", "xml"], default="json", help="serialisation (default: json)")
+    prov.add_argument("-o", "--out", type=Path, help="write to this file instead of standard output")
+    _add_service_options(prov)
+
+
+def _run_prov(args: argparse.Namespace) -> int:
+    text = _client(args).prov(args.uid, depth=args.depth, format=args.format)
+    if args.out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"PROV ({args.format}) of {args.uid} written to {args.out}")
+    return 0
 
 
 def _client(args: argparse.Namespace) -> "AnalysisClient":
@@ -391,6 +417,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_export(args)
     if args.command == "import":
         return _run_import(args)
+    if args.command == "prov":
+        return _run_prov(args)
     return 0
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from ._version import __version__
 from .queries import LOOKUPS, MAX_LIMIT
 from .schemas import DOC_TYPES, load_schema
+from .store import MAX_LINEAGE_DEPTH
 
 __all__ = ["openapi_spec"]
 
@@ -43,6 +44,11 @@ _DOC_TYPE = {"name": "doc_type", "in": "path", "required": True, "schema": {"typ
 _UPDATABLE = {"name": "doc_type", "in": "path", "required": True,
               "schema": {"type": "string", "enum": ["analysis_header", "analysis_tail"]}}
 _UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_DIRECTION = {"name": "direction", "in": "query",
+              "schema": {"type": "string", "enum": ["ancestors", "descendants"], "default": "ancestors"}}
+_DEPTH = {"name": "depth", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LINEAGE_DEPTH, "default": 10},
+          "description": "How many links to follow through provenance.inputs."}
 
 _PAGING_PARAMETERS = [
     {"name": "order_by", "in": "query", "schema": {"type": "string"},
@@ -136,6 +142,24 @@ def openapi_spec() -> dict[str, Any]:
                                                                                       "format": "binary"}}}},
                                   **_errors("404", "503")}},
         },
+        "/api/v1/analysis/{uid}/lineage": {
+            "parameters": [_UID],
+            "get": {"summary": "The analyses this one was derived from (ancestors) or that used it (descendants)",
+                    "parameters": [_DIRECTION, _DEPTH],
+                    "responses": {"200": _json(_ref("Lineage"), "Nodes with depth and status, and input edges"),
+                                  **_errors("400", "404", "503")}},
+        },
+        "/api/v1/analysis/{uid}/prov": {
+            "parameters": [_UID],
+            "get": {"summary": "The analysis and its ancestors as a W3C PROV document",
+                    "parameters": [_DEPTH, {"name": "format", "in": "query", "schema": {
+                        "type": "string", "enum": ["json", "provn", "xml"], "default": "json"}}],
+                    "responses": {"200": {"description": "PROV-JSON, PROV-N or PROV-XML", "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/provenance-notation": {"schema": {"type": "string"}},
+                        "application/xml": {"schema": {"type": "string"}}}},
+                        **_errors("400", "404", "503")}},
+        },
         "/api/v1/schemas/{doc_type}": {
             "parameters": [_DOC_TYPE],
             "get": {"summary": "The JSON Schema writes of this type are held to",
@@ -189,6 +213,14 @@ def openapi_spec() -> dict[str, Any]:
         "Revision": {"type": "object", "properties": {
             "uid": {"type": "string"}, "revision": {"type": "integer"}, "replaced_at": {"type": "number"},
             "request_id": {"type": "string"}, "document": {"type": "object"}}},
+        "Lineage": {"type": "object", "required": ["uid", "direction", "depth", "nodes", "edges"], "properties": {
+            "uid": {"type": "string"}, "direction": {"enum": ["ancestors", "descendants"]},
+            "depth": {"type": "integer"},
+            "nodes": {"type": "array", "items": {"type": "object", "properties": {
+                "uid": {"type": "string"}, "depth": {"type": "integer"}, "analysis_name": {},
+                "time": {"type": "number"}, "status": {}}}},
+            "edges": {"type": "array", "items": {"type": "object", "properties": {
+                "input": {"type": "string"}, "analysis": {"type": "string"}}}}}},
         "AnalysisView": {"type": "object", "properties": {
             "header": _ref("analysis_header"),
             "streams": {"type": "array", "items": _ref("data_reference_header")},

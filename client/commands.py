@@ -398,6 +398,21 @@ class AnalysisClient:
             "status": view["status"],
         }
 
+    def lineage(self, uid: Any, direction: str = "ancestors", depth: int = 10) -> dict[str, Any]:
+        """The analyses ``uid`` was derived from (``ancestors``) or that used it (``descendants``).
+
+        Returns ``{"nodes": [{uid, depth, analysis_name, time, status}], "edges": [{input, analysis}], ...}``;
+        the analysis itself is the node of depth 0.
+        """
+        return self._transport.json("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}/lineage",
+                                    params={"direction": direction, "depth": depth})
+
+    def prov(self, uid: Any, depth: int = 10, format: str = "json") -> str:
+        """The analysis and its ancestors as a W3C PROV document (``json``, ``provn`` or ``xml``), as text."""
+        response = self._transport.request("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}/prov",
+                                           params={"depth": depth, "format": format})
+        return response.content.decode("utf-8")
+
     # ---- updates ------------------------------------------------------------------
 
     def _update(self, doc_type: str, query: Mapping[str, Any], update: Mapping[str, Any]) -> list[Document]:
