@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_sync(sub)
     _add_archive(sub)
     _add_prov(sub)
+    _add_reproduce(sub)
     _add_analyze(sub)
     return parser
 
@@ -187,6 +188,45 @@ def _run_prov(args: argparse.Namespace) -> int:
         args.out.write_text(text, encoding="utf-8")
         print(f"PROV ({args.format}) of {args.uid} written to {args.out}")
     return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="re-run a stored analysis and say whether it gives the same answer",
+        description=("Re-run the analysis UID with its class (a shipped one or one registered under the "
+                     "'analysisstore.analyses' entry points) on its exact stored inputs and parameters, and "
+                     "compare: code hash same or different, each output key identical, within tolerance "
+                     "(numbers and numeric arrays: |new - stored| <= atol + rtol*|stored|) or different. "
+                     "Nothing is written unless --record. Exit status 0 only when reproduced."),
+    )
+    reproduce.add_argument("uid", metavar="UID", help="analysis_header uid of the analysis to re-run")
+    reproduce.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default: %(default)s)")
+    reproduce.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default: %(default)s)")
+    reproduce.add_argument("--record", action="store_true",
+                           help="store the reproduction as a new analysis with provenance.reproduces = UID")
+    _add_service_options(reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from .drivers.reproduce import record_reproduction, reproduce
+
+    client = _client(args)
+    try:
+        result, analysis = reproduce(client, args.uid, rtol=args.rtol, atol=args.atol)
+    except LookupError as exc:  # the analysis's class is not installed here
+        raise SystemExit(f"analysisstore reproduce: {exc}") from None
+    code = "same" if result.code_same else f"DIFFERENT (stored {result.stored_codehash}, now {result.current_codehash})"
+    print(f"{result.analysis_name} {result.uid}: code hash {code}")
+    for key in result.keys:
+        print(f"  {key.stream}.{key.key}: {key.verdict}{' (' + key.detail + ')' if key.detail else ''}")
+    for problem in result.problems:
+        print(f"  {problem}")
+    print("reproduced" if result.reproduced else "NOT reproduced")
+    if args.record:
+        uid, stored_now = record_reproduction(client, args.uid, analysis)
+        print(f"reproduction {'stored' if stored_now else 'already stored'} as analysis {uid}")
+    return 0 if result.reproduced else 1
 
 
 def _client(args: argparse.Namespace) -> "AnalysisClient":
@@ -419,6 +459,8 @@ def main(argv: list[str] | None = None) -> int:
         return _run_import(args)
     if args.command == "prov":
         return _run_prov(args)
+    if args.command == "reproduce":
+        return _run_reproduce(args)
     return 0
 
 
