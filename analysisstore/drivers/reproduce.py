@@ -96,7 +96,8 @@ def compare(dtype: str, stored: Any, fresh: Any, rtol: float = RTOL, atol: float
             worst = float(np.nanmax(gap)) if gap.size else 0.0
             close = np.isclose(b, a, rtol=rtol, atol=atol, equal_nan=True).all()
             return (WITHIN if close else DIFFERENT), (worst if not math.isnan(worst) else math.inf)
-    return (IDENTICAL if stored == fresh else DIFFERENT), 0.0
+    same = isinstance(stored, bool) == isinstance(fresh, bool) and stored == fresh  # True is not 1.0 here
+    return (IDENTICAL if same else DIFFERENT), 0.0
 
 
 def _stored_outputs(client: AnalysisClient, uid: str) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]]]:
