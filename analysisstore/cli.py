@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
@@ -86,6 +86,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("name", metavar="NAME", help="the analysis to run")
     _add_where(analyze, "the input analyses")
     analyze.add_argument("--params", default="{}", help='parameters as JSON, e.g. \'{"smooth": 5}\'')
+    analyze.add_argument("--follow", action="store_true",
+                         help="keep running: analyse each new matching input as its tail arrives (exactly once "
+                              "per input, across restarts); stop with Ctrl-C or SIGTERM")
     analyze.add_argument("--concurrency", type=int, default=2, help="analyses run at once (default: %(default)s)")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_service_options(analyze)
@@ -374,12 +377,41 @@ def _run_analyze(args: argparse.Namespace) -> int:
         analysis([], params)  # check the parameters once, before any input is read
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if args.follow:
+        return _follow(args, analysis, params)
     report = run_batch(lambda: _client(args), analysis, _lookups(args.where), params,
                        concurrency=args.concurrency, progress_bar=False if args.no_progress else None)
     print(report.summary())
     for uid, error in report.errors.items():
         print(f"  failed {uid}: {error}")
     return 0 if not report.failed else 1
+
+
+def _follow(args: argparse.Namespace, analysis: Any, params: dict[str, Any]) -> int:
+    import signal
+    import threading
+
+    from .drivers.follow import follow
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def report(batch: Any) -> None:
+        for uid in batch.done:
+            print(f"analysed {uid}", flush=True)
+        for uid in batch.failed:
+            print(f"failed {uid}: {batch.errors.get(uid, '')}", flush=True)
+
+    def ready() -> None:
+        print(f"following new inputs for {analysis.analysis_name} (Ctrl-C to stop)", flush=True)
+
+    worker = threading.Thread(target=follow, args=(lambda: _client(args), analysis, _lookups(args.where), params),
+                              kwargs={"on_report": report, "on_ready": ready, "stop": stop}, daemon=True)
+    worker.start()
+    while worker.is_alive() and not stop.wait(0.5):  # the main thread stays free to take the signal
+        pass
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:

@@ -21,6 +21,7 @@ _ERROR_STATUSES = {
     "403": "The token lacks the scope (read or write) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
+    "501": "The database cannot do this (change streams on a standalone mongod)",
     "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
     "413": "Body, bulk or document too large",
     "422": "The document fails its JSON Schema or its stream's data_keys",
@@ -159,6 +160,16 @@ def openapi_spec() -> dict[str, Any]:
                         "text/provenance-notation": {"schema": {"type": "string"}},
                         "application/xml": {"schema": {"type": "string"}}}},
                         **_errors("400", "404", "503")}},
+        },
+        "/api/v1/events": {
+            "get": {"summary": "Inserts and updates as Server-Sent Events (id: resume token; event: insert/update)",
+                    "description": "Lookups filter the documents as on the listings. Send the last event's id as "
+                                   "Last-Event-ID (or last_event_id) to resume without a gap.",
+                    "parameters": [{"name": "doc_type", "in": "query", "schema": {"type": "string"},
+                                    "description": "Comma-separated document types (default: all four)."},
+                                   {"name": "last_event_id", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "An endless text/event-stream", "content": {
+                        "text/event-stream": {"schema": {"type": "string"}}}}, **_errors("400", "501", "503")}},
         },
         "/api/v1/schemas/{doc_type}": {
             "parameters": [_DOC_TYPE],

@@ -8,7 +8,7 @@ analysis, nothing new after the tail. Database failures surface as
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from pymongo import ASCENDING, AsyncMongoClient
 
@@ -25,7 +25,7 @@ from ._common import (
     derive_status,
     index_models,
 )
-from . import _lineage
+from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
 from ._reads import ReadsMixin
 from ._updates import UpdatesMixin
@@ -96,3 +96,8 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
     async def lineage_documents(self, uids: list[str]) -> dict[str, Any]:
         """Headers, streams by analysis and tails of ``uids`` (for a PROV export of a lineage)."""
         return await _lineage.lineage_documents(self.db, uids, self.max_time_ms)
+
+    def watch(self, doc_types: list[str], filt: dict[str, Any], resume_after: str | None,
+              idle_ms: int = 15_000) -> AsyncIterator[dict[str, Any] | None]:
+        """Inserts and updates as they happen (see :func:`~analysisstore.store._events.watch_documents`)."""
+        return _events.watch_documents(self.db, doc_types, filt, resume_after, idle_ms)
