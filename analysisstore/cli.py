@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
@@ -69,6 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(status)
     _add_sync(sub)
     _add_archive(sub)
+    _add_prov(sub)
+    _add_reproduce(sub)
     _add_analyze(sub)
     _add_close_stale(sub)
     return parser
@@ -103,6 +105,9 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("name", metavar="NAME", help="the analysis to run")
     _add_where(analyze, "the input analyses")
     analyze.add_argument("--params", default="{}", help='parameters as JSON, e.g. \'{"smooth": 5}\'')
+    analyze.add_argument("--follow", action="store_true",
+                         help="keep running: analyse each new matching input as its tail arrives (exactly once "
+                              "per input, across restarts); stop with Ctrl-C or SIGTERM")
     analyze.add_argument("--concurrency", type=int, default=2, help="analyses run at once (default: %(default)s)")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_service_options(analyze)
@@ -191,6 +196,70 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
     )
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="bundle .zip files or directories")
     _add_service_options(imp)
+
+
+def _add_prov(sub: argparse._SubParsersAction) -> None:
+    prov = sub.add_parser(
+        "prov",
+        help="an analysis and everything it was derived from, as W3C PROV",
+        description=("Write the W3C PROV document of one analysis and its ancestors (through provenance.inputs, "
+                     "up to --depth links): analyses as activities, their results and streams as entities, "
+                     "who ran them as agents. PROV-JSON by default; PROV-N or PROV-XML with --format."),
+    )
+    prov.add_argument("uid", metavar="UID", help="analysis_header uid")
+    prov.add_argument("--depth", type=int, default=10, help="how many links to follow (default: 10, at most 100)")
+    prov.add_argument("--format", choices=["json", "provn", "xml"], default="json", help="serialisation (default: json)")
+    prov.add_argument("-o", "--out", type=Path, help="write to this file instead of standard output")
+    _add_service_options(prov)
+
+
+def _run_prov(args: argparse.Namespace) -> int:
+    text = _client(args).prov(args.uid, depth=args.depth, format=args.format)
+    if args.out is None:
+        sys.stdout.write(text if text.endswith("\n") else text + "\n")
+    else:
+        args.out.write_text(text, encoding="utf-8")
+        print(f"PROV ({args.format}) of {args.uid} written to {args.out}")
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    reproduce = sub.add_parser(
+        "reproduce",
+        help="re-run a stored analysis and say whether it gives the same answer",
+        description=("Re-run the analysis UID with its class (a shipped one or one registered under the "
+                     "'analysisstore.analyses' entry points) on its exact stored inputs and parameters, and "
+                     "compare: code hash same or different, each output key identical, within tolerance "
+                     "(numbers and numeric arrays: |new - stored| <= atol + rtol*|stored|) or different. "
+                     "Nothing is written unless --record. Exit status 0 only when reproduced."),
+    )
+    reproduce.add_argument("uid", metavar="UID", help="analysis_header uid of the analysis to re-run")
+    reproduce.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default: %(default)s)")
+    reproduce.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default: %(default)s)")
+    reproduce.add_argument("--record", action="store_true",
+                           help="store the reproduction as a new analysis with provenance.reproduces = UID")
+    _add_service_options(reproduce)
+
+
+def _run_reproduce(args: argparse.Namespace) -> int:
+    from .drivers.reproduce import record_reproduction, reproduce
+
+    client = _client(args)
+    try:
+        result, analysis = reproduce(client, args.uid, rtol=args.rtol, atol=args.atol)
+    except LookupError as exc:  # the analysis's class is not installed here
+        raise SystemExit(f"analysisstore reproduce: {exc}") from None
+    code = "same" if result.code_same else f"DIFFERENT (stored {result.stored_codehash}, now {result.current_codehash})"
+    print(f"{result.analysis_name} {result.uid}: code hash {code}")
+    for key in result.keys:
+        print(f"  {key.stream}.{key.key}: {key.verdict}{' (' + key.detail + ')' if key.detail else ''}")
+    for problem in result.problems:
+        print(f"  {problem}")
+    print("reproduced" if result.reproduced else "NOT reproduced")
+    if args.record:
+        uid, stored_now = record_reproduction(client, args.uid, analysis)
+        print(f"reproduction {'stored' if stored_now else 'already stored'} as analysis {uid}")
+    return 0 if result.reproduced else 1
 
 
 def _client(args: argparse.Namespace) -> "AnalysisClient":
@@ -398,12 +467,41 @@ def _run_analyze(args: argparse.Namespace) -> int:
         analysis([], params)  # check the parameters once, before any input is read
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    if args.follow:
+        return _follow(args, analysis, params)
     report = run_batch(lambda: _client(args), analysis, _lookups(args.where), params,
                        concurrency=args.concurrency, progress_bar=False if args.no_progress else None)
     print(report.summary())
     for uid, error in report.errors.items():
         print(f"  failed {uid}: {error}")
     return 0 if not report.failed else 1
+
+
+def _follow(args: argparse.Namespace, analysis: Any, params: dict[str, Any]) -> int:
+    import signal
+    import threading
+
+    from .drivers.follow import follow
+
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+
+    def report(batch: Any) -> None:
+        for uid in batch.done:
+            print(f"analysed {uid}", flush=True)
+        for uid in batch.failed:
+            print(f"failed {uid}: {batch.errors.get(uid, '')}", flush=True)
+
+    def ready() -> None:
+        print(f"following new inputs for {analysis.analysis_name} (Ctrl-C to stop)", flush=True)
+
+    worker = threading.Thread(target=follow, args=(lambda: _client(args), analysis, _lookups(args.where), params),
+                              kwargs={"on_report": report, "on_ready": ready, "stop": stop}, daemon=True)
+    worker.start()
+    while worker.is_alive() and not stop.wait(0.5):  # the main thread stays free to take the signal
+        pass
+    return 0
 
 
 def _run_demo(args: argparse.Namespace) -> int:
@@ -485,6 +583,10 @@ def main(argv: list[str] | None = None) -> int:
         from .drivers.stale import run_close_stale
 
         return run_close_stale(args)
+    if args.command == "prov":
+        return _run_prov(args)
+    if args.command == "reproduce":
+        return _run_reproduce(args)
     return 0
 
 

@@ -19,6 +19,7 @@ __all__ = [
     "PayloadTooLarge",
     "ValidationFailed",
     "DatabaseUnavailable",
+    "NotSupported",
 ]
 
 
@@ -94,6 +95,13 @@ class ValidationFailed(AnalysisStoreError):
 
     status = 422
     type_name = "ValidationError"
+
+
+class NotSupported(AnalysisStoreError):
+    """The database behind the service cannot do what was asked (e.g. change streams on a standalone mongod)."""
+
+    status = 501
+    type_name = "NotSupported"
 
 
 class DatabaseUnavailable(AnalysisStoreError):

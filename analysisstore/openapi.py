@@ -11,6 +11,7 @@ from typing import Any
 from ._version import __version__
 from .queries import LOOKUPS, MAX_LIMIT
 from .schemas import DOC_TYPES, load_schema
+from .store import MAX_LINEAGE_DEPTH
 
 __all__ = ["openapi_spec"]
 
@@ -20,6 +21,7 @@ _ERROR_STATUSES = {
     "403": "The token lacks the scope (read or write) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
+    "501": "The database cannot do this (change streams on a standalone mongod)",
     "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
     "413": "Body, bulk or document too large",
     "422": "The document fails its JSON Schema or its stream's data_keys",
@@ -43,6 +45,11 @@ _DOC_TYPE = {"name": "doc_type", "in": "path", "required": True, "schema": {"typ
 _UPDATABLE = {"name": "doc_type", "in": "path", "required": True,
               "schema": {"type": "string", "enum": ["analysis_header", "analysis_tail"]}}
 _UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
+
+_DIRECTION = {"name": "direction", "in": "query",
+              "schema": {"type": "string", "enum": ["ancestors", "descendants"], "default": "ancestors"}}
+_DEPTH = {"name": "depth", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": MAX_LINEAGE_DEPTH, "default": 10},
+          "description": "How many links to follow through provenance.inputs."}
 
 _PAGING_PARAMETERS = [
     {"name": "order_by", "in": "query", "schema": {"type": "string"},
@@ -157,6 +164,34 @@ def openapi_spec() -> dict[str, Any]:
                                                                                       "format": "binary"}}}},
                                   **_errors("404", "503")}},
         },
+        "/api/v1/analysis/{uid}/lineage": {
+            "parameters": [_UID],
+            "get": {"summary": "The analyses this one was derived from (ancestors) or that used it (descendants)",
+                    "parameters": [_DIRECTION, _DEPTH],
+                    "responses": {"200": _json(_ref("Lineage"), "Nodes with depth and status, and input edges"),
+                                  **_errors("400", "404", "503")}},
+        },
+        "/api/v1/analysis/{uid}/prov": {
+            "parameters": [_UID],
+            "get": {"summary": "The analysis and its ancestors as a W3C PROV document",
+                    "parameters": [_DEPTH, {"name": "format", "in": "query", "schema": {
+                        "type": "string", "enum": ["json", "provn", "xml"], "default": "json"}}],
+                    "responses": {"200": {"description": "PROV-JSON, PROV-N or PROV-XML", "content": {
+                        "application/json": {"schema": {"type": "object"}},
+                        "text/provenance-notation": {"schema": {"type": "string"}},
+                        "application/xml": {"schema": {"type": "string"}}}},
+                        **_errors("400", "404", "503")}},
+        },
+        "/api/v1/events": {
+            "get": {"summary": "Inserts and updates as Server-Sent Events (id: resume token; event: insert/update)",
+                    "description": "Lookups filter the documents as on the listings. Send the last event's id as "
+                                   "Last-Event-ID (or last_event_id) to resume without a gap.",
+                    "parameters": [{"name": "doc_type", "in": "query", "schema": {"type": "string"},
+                                    "description": "Comma-separated document types (default: all four)."},
+                                   {"name": "last_event_id", "in": "query", "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "An endless text/event-stream", "content": {
+                        "text/event-stream": {"schema": {"type": "string"}}}}, **_errors("400", "501", "503")}},
+        },
         "/api/v1/schemas/{doc_type}": {
             "parameters": [_DOC_TYPE],
             "get": {"summary": "The JSON Schema writes of this type are held to",
@@ -223,6 +258,14 @@ def openapi_spec() -> dict[str, Any]:
         "Revision": {"type": "object", "properties": {
             "uid": {"type": "string"}, "revision": {"type": "integer"}, "replaced_at": {"type": "number"},
             "request_id": {"type": "string"}, "document": {"type": "object"}}},
+        "Lineage": {"type": "object", "required": ["uid", "direction", "depth", "nodes", "edges"], "properties": {
+            "uid": {"type": "string"}, "direction": {"enum": ["ancestors", "descendants"]},
+            "depth": {"type": "integer"},
+            "nodes": {"type": "array", "items": {"type": "object", "properties": {
+                "uid": {"type": "string"}, "depth": {"type": "integer"}, "analysis_name": {},
+                "time": {"type": "number"}, "status": {}}}},
+            "edges": {"type": "array", "items": {"type": "object", "properties": {
+                "input": {"type": "string"}, "analysis": {"type": "string"}}}}}},
         "AnalysisView": {"type": "object", "properties": {
             "header": _ref("analysis_header"),
             "streams": {"type": "array", "items": _ref("data_reference_header")},

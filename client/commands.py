@@ -12,7 +12,7 @@ import os
 import time as _time
 import uuid as _uuid
 from dataclasses import dataclass
-from typing import Any, Iterable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
 import requests
@@ -42,6 +42,8 @@ MAX_UPDATE_MATCHES = 1_000
 NDJSON = "application/x-ndjson"
 #: ``Prefer: stream-end`` asks the service to end an NDJSON stream with ``{"$end": {"count": n}}``.
 _END_PREFERENCE = "stream-end"
+#: Longer than the service's keep-alive interval on an idle event stream.
+_EVENTS_READ_TIMEOUT = 60.0
 #: connection_status() answers quickly rather than waiting out retries.
 _PROBE_TIMEOUT = (2.0, 5.0)
 
@@ -447,6 +449,32 @@ class AnalysisClient:
             if not cursor:
                 return
 
+    def events(self, lookups: Mapping[str, str] | None = None, *, doc_type: str | Iterable[str] | None = None,
+               last_event_id: str | None = None, on_open: Callable[[], None] | None = None,
+               ) -> Iterator[dict[str, Any]]:
+        """Inserts and updates as they happen (the service's Server-Sent Events), until you stop iterating.
+
+        Each event is ``{"id", "operation", "doc_type", "uid", "document"}``. ``lookups`` filter the documents
+        like query-string lookups; ``doc_type`` limits the types. A dropped connection raises
+        :class:`ServiceUnreachable`: call again with ``last_event_id`` set to the last event's ``id`` and
+        nothing in between is missed. ``on_open`` is called once the service has opened the stream: anything
+        written after that is delivered.
+        """
+        params: dict[str, Any] = dict(lookups or {})
+        if doc_type:
+            params["doc_type"] = doc_type if isinstance(doc_type, str) else ",".join(doc_type)
+        headers = {"Last-Event-ID": last_event_id} if last_event_id else {}
+        response = self._transport.request("GET", "api/v1/events", params=params, stream=True,
+                                           accept="text/event-stream", timeout=(5.0, _EVENTS_READ_TIMEOUT),
+                                           headers=headers)
+        with response:
+            if on_open is not None:
+                on_open()
+            try:
+                yield from _server_sent_events(response)
+            except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
+                raise ServiceUnreachable(f"the event stream from {self._host_url} was cut: {exc}") from exc
+
     def status(self) -> dict[str, Any]:
         """The service's version, database name and approximate document counts."""
         return self._transport.json("GET", "api/v1/status")
@@ -460,6 +488,21 @@ class AnalysisClient:
             "tail": Document("AnalysisTail", view["tail"]) if view["tail"] else None,
             "status": view["status"],
         }
+
+    def lineage(self, uid: Any, direction: str = "ancestors", depth: int = 10) -> dict[str, Any]:
+        """The analyses ``uid`` was derived from (``ancestors``) or that used it (``descendants``).
+
+        Returns ``{"nodes": [{uid, depth, analysis_name, time, status}], "edges": [{input, analysis}], ...}``;
+        the analysis itself is the node of depth 0.
+        """
+        return self._transport.json("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}/lineage",
+                                    params={"direction": direction, "depth": depth})
+
+    def prov(self, uid: Any, depth: int = 10, format: str = "json") -> str:
+        """The analysis and its ancestors as a W3C PROV document (``json``, ``provn`` or ``xml``), as text."""
+        response = self._transport.request("GET", f"api/v1/analysis/{quote(_uid_of(uid), safe='')}/prov",
+                                           params={"depth": depth, "format": format})
+        return response.content.decode("utf-8")
 
     # ---- updates ------------------------------------------------------------------
 
@@ -558,3 +601,20 @@ def _document_name(doc_type: str) -> str:
         return _DOCUMENT_NAMES[doc_type]
     except KeyError:
         raise ValueError(f"unknown document type {doc_type!r}; expected one of {sorted(_DOCUMENT_NAMES)}") from None
+
+
+def _server_sent_events(response: requests.Response) -> Iterator[dict[str, Any]]:
+    """Parse ``text/event-stream``: one dict per event (comments and keep-alives skipped)."""
+    buffer, fields = b"", {}
+    for chunk in response.iter_content(chunk_size=None):  # each chunk as it arrives: no waiting for a full block
+        buffer += chunk
+        *lines, buffer = buffer.split(b"\n")
+        for raw in lines:
+            line = raw.decode("utf-8").rstrip("\r")
+            if not line:
+                if "data" in fields:
+                    yield {"id": fields.get("id"), **ujson.loads(fields["data"])}
+                fields = {}
+            elif not line.startswith(":"):
+                name, _, value = line.partition(":")
+                fields[name] = value[1:] if value.startswith(" ") else value

@@ -8,7 +8,7 @@ analysis, nothing new after the tail. Database failures surface as
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from pymongo import ASCENDING, AsyncMongoClient
 
@@ -25,6 +25,8 @@ from ._common import (
     derive_status,
     index_models,
 )
+from . import _events, _lineage
+from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
 from ._reads import ReadsMixin
 from ._updates import UpdatesMixin
 from ._writes import WritesMixin
@@ -32,7 +34,7 @@ from ._writes import WritesMixin
 if TYPE_CHECKING:
     from ..config import ServiceConfig
 
-__all__ = ["Store", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
+__all__ = ["Store", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
            "EXIT_STATUSES", "derive_status"]
 
 log = logging.getLogger(__name__)
@@ -85,3 +87,17 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
         log.info("indexes ensured on database %r", self.db.name)
+
+    async def lineage(self, uid: str, direction: str, depth: int, stale_after: float) -> dict[str, Any]:
+        """The analyses ``uid`` was derived from (ancestors) or that used it (descendants), within ``depth``."""
+        return await _lineage.find_lineage(self.db, uid, direction, depth, stale_after=stale_after,
+                                  max_time_ms=self.max_time_ms)
+
+    async def lineage_documents(self, uids: list[str]) -> dict[str, Any]:
+        """Headers, streams by analysis and tails of ``uids`` (for a PROV export of a lineage)."""
+        return await _lineage.lineage_documents(self.db, uids, self.max_time_ms)
+
+    def watch(self, doc_types: list[str], filt: dict[str, Any], resume_after: str | None,
+              idle_ms: int = 15_000) -> AsyncIterator[dict[str, Any] | None]:
+        """Inserts and updates as they happen (see :func:`~analysisstore.store._events.watch_documents`)."""
+        return _events.watch_documents(self.db, doc_types, filt, resume_after, idle_ms)

@@ -23,7 +23,9 @@ _DUPLICATE_KEY = 11000
 
 _INDEXES: dict[str, list[IndexModel]] = {
     # The query scientists run most: an analysis by name over a time range.
-    "analysis_header": [IndexModel([("provenance.analysis_name", ASCENDING), ("time", ASCENDING)])],
+    "analysis_header": [IndexModel([("provenance.analysis_name", ASCENDING), ("time", ASCENDING)]),
+                        # "who used X": the descendants' direction of the lineage walks this multikey index
+                        IndexModel([("provenance.inputs", ASCENDING)])],
     "data_reference_header": [IndexModel([("analysis_header", ASCENDING)])],
     # (stream, seq_num) also serves every lookup by stream alone; (stream, time, uid)
     # lets a stream's records be paged in time order without sorting in memory.

@@ -1,0 +1,94 @@
+"""Live events (Server-Sent Events from the change stream): delivered, filtered, resumable after a drop."""
+from __future__ import annotations
+
+import json
+from typing import Any, Iterator
+
+import pytest
+import requests
+
+from analysisstore.client import AnalysisClient
+from helpers import assert_error, header_doc, post
+
+
+class EventReader:
+    """Reads one SSE connection in a thread; ``connected`` is set once the service says the stream is open."""
+
+    def __init__(self, url: str, params: dict[str, str] | None = None, last_event_id: str | None = None) -> None:
+        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+        self.response = requests.get(f"{url}/api/v1/events", params=params, headers=headers, stream=True,
+                                     timeout=(5, 60))
+        assert self.response.status_code == 200, self.response.text
+        assert self.response.headers["Content-Type"].startswith("text/event-stream")
+        self.lines: Iterator[bytes] = self.response.iter_lines(chunk_size=1)
+        assert next(self.lines) == b": connected"  # the change stream is open: later writes are delivered
+
+    def next_event(self) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        for raw in self.lines:
+            line = raw.decode()
+            if not line:
+                if "data" in fields:
+                    return fields
+                continue
+            if not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+        raise AssertionError("the event stream ended")
+
+    def close(self) -> None:
+        self.response.close()
+
+
+def test_inserts_and_updates_arrive_as_events(service: Any) -> None:
+    """A header insert, then a PATCH of it: two events with ids, types and the document (no _id)."""
+    reader = EventReader(service.url)
+    try:
+        header = header_doc(sample="s1")
+        assert post(service, "analysis_header", header).status_code == 201
+        requests.patch(f"{service.url}/api/v1/analysis_header/{header['uid']}", json={"$set": {"notes": "ok"}},
+                       timeout=30).raise_for_status()
+        first, second = reader.next_event(), reader.next_event()
+        assert first["event"] == "insert" and second["event"] == "update" and first["id"] != second["id"]
+        inserted, updated = json.loads(first["data"]), json.loads(second["data"])
+        assert inserted["doc_type"] == "analysis_header" and inserted["uid"] == header["uid"]
+        assert inserted["document"]["sample"] == "s1" and "_id" not in inserted["document"]
+        assert updated["document"]["notes"] == "ok"
+    finally:
+        reader.close()
+
+
+def test_lookups_and_doc_type_filter_events(service: Any, analysis: dict) -> None:
+    """Only documents matching the lookups, of the asked types, are sent."""
+    reader = EventReader(service.url, {"doc_type": "analysis_header", "sample__in": "wanted,also"})
+    try:
+        for sample in ("other", "wanted"):
+            assert post(service, "analysis_header", header_doc(sample=sample)).status_code == 201
+        assert json.loads(reader.next_event()["data"])["document"]["sample"] == "wanted"
+    finally:
+        reader.close()
+
+
+def test_resume_after_a_dropped_connection_misses_nothing(service: Any) -> None:
+    """Drop the connection after one event, write two more, resume with Last-Event-ID: exactly those two, in order."""
+    reader = EventReader(service.url, {"provenance.analysis_name": "resume"})
+    docs = [header_doc(provenance={"analysis_name": "resume"}) for _ in range(3)]
+    assert post(service, "analysis_header", docs[0]).status_code == 201
+    seen = reader.next_event()
+    reader.close()  # the connection drops here
+    for doc in docs[1:]:
+        assert post(service, "analysis_header", doc).status_code == 201
+    assert json.loads(seen["data"])["uid"] == docs[0]["uid"]
+    resumed = AnalysisClient(service.client_config).events({"provenance.analysis_name": "resume"},
+                                                          last_event_id=seen["id"])
+    assert [next(resumed)["uid"] for _ in range(2)] == [d["uid"] for d in docs[1:]]
+    resumed.close()
+
+
+@pytest.mark.parametrize("params, headers, status", [
+    ({"doc_type": "revisions"}, {}, 400), ({}, {"Last-Event-ID": "not-a-token"}, 400),
+    ({}, {"Last-Event-ID": "82" * 20}, 400), ({"time__bogus": "1"}, {}, 400), ({"$where": "1"}, {}, 400)])
+def test_bad_requests_get_a_clear_error(service: Any, params: dict, headers: dict, status: int) -> None:
+    """Unknown types, forged resume ids and bad lookups: the one JSON error, before any event."""
+    response = requests.get(f"{service.url}/api/v1/events", params=params, headers=headers, timeout=30)
+    assert_error(response, status)
