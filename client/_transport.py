@@ -96,9 +96,9 @@ class Transport:
 
     def request(self, method: str, path: str, *, body: Any = None, data: str | bytes | None = None,
                 params: Any = None, timeout: Any = None, stream: bool = False,
-                accept: str | None = None) -> requests.Response:
+                accept: str | None = None, headers: dict[str, str] | None = None) -> requests.Response:
         """Send one request; return the response, or raise the matching client error."""
-        headers = {"Accept": accept} if accept else {}
+        headers = {**(headers or {}), **({"Accept": accept} if accept else {})}
         if body is not None:
             data = dumps(body)
             headers["Content-Type"] = "application/json"

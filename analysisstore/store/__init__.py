@@ -25,6 +25,7 @@ from ._common import (
     derive_status,
     index_models,
 )
+from ._files import AttachmentStore, Upload
 from ._reads import ReadsMixin
 from ._updates import UpdatesMixin
 from ._writes import WritesMixin
@@ -32,7 +33,7 @@ from ._writes import WritesMixin
 if TYPE_CHECKING:
     from ..config import ServiceConfig
 
-__all__ = ["Store", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
+__all__ = ["Store", "AttachmentStore", "Upload", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
            "EXIT_STATUSES", "derive_status"]
 
 log = logging.getLogger(__name__)
@@ -50,6 +51,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
         # documents, so they get their own, longer database time limit.
         self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
+        self.files = AttachmentStore(self.db, max_time_ms)
 
     @classmethod
     def connect(
@@ -84,4 +86,5 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
             await self.db.revisions.create_index(
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
+        await self.files.ensure_indexes()
         log.info("indexes ensured on database %r", self.db.name)
