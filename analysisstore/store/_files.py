@@ -9,7 +9,7 @@ content a conflict; nothing is attached after the tail.
 Chunks are written and read here in the GridFS layout (``files.chunks`` and
 ``files.files``, readable by any GridFS driver) rather than through PyMongo's
 GridIn/GridOut, which buffer up to 32 MiB per upload and read 16 MiB batches:
-the service holds about one megabyte per transfer instead.
+the service holds a few megabytes per transfer instead.
 """
 from __future__ import annotations
 
@@ -36,7 +36,8 @@ log = logging.getLogger(__name__)
 FILE_COLLECTION = "analysis_file"
 CHUNKS, FILES = "files.chunks", "files.files"
 CHUNK_SIZE = 255 * 1024  # GridFS's default
-_CHUNKS_PER_WRITE = 4
+_CHUNKS_PER_WRITE = 4  # ~1 MiB per insert
+_CHUNKS_PER_READ = 16  # ~4 MiB per batch: fewer round trips, still bounded
 FILE_INDEXES = [IndexModel([("uid", ASCENDING)], unique=True),
                 # one name per analysis; also serves "the files of this analysis"
                 IndexModel([("analysis_header", ASCENDING), ("name", ASCENDING)], unique=True)]
@@ -169,7 +170,7 @@ class AttachmentStore:
         remaining = end - start
         with _database_errors():
             cursor = self.db[CHUNKS].find({"files_id": doc["gridfs_id"], "n": {"$gte": first}}, {"_id": 0, "data": 1},
-                                          batch_size=_CHUNKS_PER_WRITE).sort("n", ASCENDING)
+                                          batch_size=_CHUNKS_PER_READ).sort("n", ASCENDING)
             async with cursor:
                 async for chunk in cursor:
                     data = bytes(chunk["data"])[skip:skip + remaining]
