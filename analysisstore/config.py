@@ -155,6 +155,7 @@ SETTINGS: dict[str, Setting] = {
     "log_file": Setting(_optional_path, "log to this file instead of stderr"),
     "max_body_bytes": Setting(_int(1024), "largest request body (413 above)"),
     "max_bulk_items": Setting(_int(1), "most documents in one bulk request (413 above)"),
+    "max_file_bytes": Setting(_int(1), "largest file attached to an analysis (413 above)"),
     "query_max_time_ms": Setting(_int(1), "database time limit of a query answered as one page"),
     "stream_max_time_ms": Setting(_int(1), "database time limit of a streamed read (NDJSON, bundle download)"),
     "db_timeout_ms": Setting(_int(1), "how long to wait for the database before answering 503"),
@@ -185,6 +186,7 @@ class ServiceConfig:
     log_file: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     max_bulk_items: int = 50_000
+    max_file_bytes: int = 2 * 1024**3
     query_max_time_ms: int = 10_000
     stream_max_time_ms: int = 300_000
     db_timeout_ms: int = 5_000

@@ -21,6 +21,7 @@ _ERROR_STATUSES = {
     "403": "The token lacks the scope (read or write) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
+    "416": "The byte range asked for is outside the file",
     "501": "The database cannot do this (change streams on a standalone mongod)",
     "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
     "413": "Body, bulk or document too large",
@@ -192,6 +193,25 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": {"description": "An endless text/event-stream", "content": {
                         "text/event-stream": {"schema": {"type": "string"}}}}, **_errors("400", "501", "503")}},
         },
+        "/api/v1/analysis/{uid}/files": {
+            "parameters": [_UID],
+            "post": {"summary": "Attach a file to a running analysis (the body is the file, streamed)",
+                     "parameters": [{"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
+                                    {"name": "sha256", "in": "query", "schema": {"type": "string"},
+                                     "description": "Refuse the upload (422) unless its content has this sha256."}],
+                     "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string",
+                                                                                       "format": "binary"}}}},
+                     "responses": {"201": _json(_ref("FileInfo"), "Stored"),
+                                   "200": _json(_ref("FileInfo"), "Already stored under this name"),
+                                   **_errors("400", "404", "409", "413", "422", "503")}},
+        },
+        "/api/v1/files/{uid}": {
+            "parameters": [_UID],
+            "get": {"summary": "A file's content (ETag: sha256; single byte ranges)",
+                    "responses": {"200": {"description": "The content", "content": {
+                        "*/*": {"schema": {"type": "string", "format": "binary"}}}},
+                        "206": {"description": "The range asked for"}, **_errors("404", "416", "503")}},
+        },
         "/api/v1/schemas/{doc_type}": {
             "parameters": [_DOC_TYPE],
             "get": {"summary": "The JSON Schema writes of this type are held to",
@@ -266,6 +286,10 @@ def openapi_spec() -> dict[str, Any]:
                 "time": {"type": "number"}, "status": {}}}},
             "edges": {"type": "array", "items": {"type": "object", "properties": {
                 "input": {"type": "string"}, "analysis": {"type": "string"}}}}}},
+        "FileInfo": {"type": "object", "properties": {
+            "uid": {"type": "string"}, "analysis_header": {"type": "string"}, "name": {"type": "string"},
+            "size": {"type": "integer"}, "sha256": {"type": "string"}, "content_type": {"type": "string"},
+            "time": {"type": "number"}, "result": {"enum": ["inserted", "already stored"]}}},
         "AnalysisView": {"type": "object", "properties": {
             "header": _ref("analysis_header"),
             "streams": {"type": "array", "items": _ref("data_reference_header")},

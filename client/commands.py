@@ -6,8 +6,10 @@ Keeps every member of the 0.x client API (``insert_*``, ``find_*``,
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import logging
+import mimetypes
 import os
 import time as _time
 import uuid as _uuid
@@ -474,6 +476,52 @@ class AnalysisClient:
                 yield from _server_sent_events(response)
             except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError) as exc:
                 raise ServiceUnreachable(f"the event stream from {self._host_url} was cut: {exc}") from exc
+
+    def insert_file(self, analysis_header: Any, path_or_file: Any, name: str | None = None,
+                    content_type: str | None = None) -> str:
+        """Attach a file (a path, or a binary file object) to a running analysis; returns the file's uid.
+
+        The content is streamed, with its sha256 announced so the service refuses a damaged transfer. The same
+        name with the same content again is harmless; another content under that name is a Conflict.
+        """
+        if isinstance(path_or_file, (str, os.PathLike)):
+            with open(path_or_file, "rb") as handle:
+                return self.insert_file(analysis_header, handle, name or os.path.basename(os.fspath(path_or_file)),
+                                        content_type)
+        handle = path_or_file
+        if name is None:
+            name = os.path.basename(getattr(handle, "name", "") or "") or None
+        if not name:
+            raise ValueError("insert_file needs a name= for a file object without one")
+        start = handle.tell()
+        digest = hashlib.sha256()
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+        handle.seek(start)
+        content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
+        response = self._transport.request(
+            "POST", f"api/v1/analysis/{quote(_uid_of(analysis_header), safe='')}/files",
+            params={"name": name, "sha256": digest.hexdigest()}, data=handle,
+            headers={"Content-Type": content_type})
+        return ujson.loads(response.content)["uid"]
+
+    def get_file(self, file_uid: str, dest: Any) -> dict[str, Any]:
+        """Download a file to ``dest`` (a path, or a binary file object), checking its sha256; its document."""
+        if isinstance(dest, (str, os.PathLike)):
+            with open(dest, "wb") as handle:
+                return self.get_file(file_uid, handle)
+        response = self._transport.request("GET", f"api/v1/files/{quote(file_uid, safe='')}", stream=True)
+        digest, size = hashlib.sha256(), 0
+        with response:
+            for block in response.iter_content(1 << 20):
+                digest.update(block)
+                size += len(block)
+                dest.write(block)
+        expected = response.headers.get("ETag", "").strip('"')
+        if digest.hexdigest() != expected:
+            raise ValueError(f"file {file_uid} arrived damaged: sha256 {digest.hexdigest()}, expected {expected}")
+        return {"uid": file_uid, "size": size, "sha256": expected,
+                "content_type": response.headers.get("Content-Type")}
 
     def status(self) -> dict[str, Any]:
         """The service's version, database name and approximate document counts."""

@@ -14,10 +14,12 @@ _UPDATABLE = "(analysis_header|analysis_tail)"
 
 
 class AnalysisHandler(BaseHandler):
-    """``GET /api/v1/analysis/{uid}``: header, streams with record counts, tail, derived status."""
+    """``GET /api/v1/analysis/{uid}``: header, streams with record counts, files, tail, derived status."""
 
     async def get(self, uid: str) -> None:
-        self.write_json(await self.store.analysis(uid, self.config.stale_after_seconds))
+        view = await self.store.analysis(uid, self.config.stale_after_seconds)
+        view["files"] = await self.store.files.of_analysis(uid)
+        self.write_json(view)
 
 
 class BundleHandler(BaseHandler):

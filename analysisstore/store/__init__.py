@@ -27,6 +27,7 @@ from ._common import (
 )
 from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
+from ._files import AttachmentStore, Upload
 from ._reads import ReadsMixin
 from ._updates import UpdatesMixin
 from ._writes import WritesMixin
@@ -34,7 +35,7 @@ from ._writes import WritesMixin
 if TYPE_CHECKING:
     from ..config import ServiceConfig
 
-__all__ = ["Store", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
+__all__ = ["Store", "AttachmentStore", "Upload", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
            "EXIT_STATUSES", "derive_status"]
 
 log = logging.getLogger(__name__)
@@ -52,6 +53,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
         # documents, so they get their own, longer database time limit.
         self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
+        self.files = AttachmentStore(self.db, max_time_ms)
 
     @classmethod
     def connect(
@@ -86,6 +88,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin):
             await self.db.revisions.create_index(
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
+        await self.files.ensure_indexes()
         log.info("indexes ensured on database %r", self.db.name)
 
     async def lineage(self, uid: str, direction: str, depth: int, stale_after: float) -> dict[str, Any]:

@@ -1,0 +1,155 @@
+"""Files attached to analyses: upload streamed into the database, download streamed out (with ranges)."""
+from __future__ import annotations
+
+import asyncio
+import re
+from contextlib import aclosing
+from typing import Any
+from urllib.parse import quote
+
+from ..errors import AnalysisStoreError, BadRequest, PayloadTooLarge
+from ..store import Upload
+from .base import BaseHandler
+
+__all__ = ["routes"]
+
+_NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
+_SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+#: After the size limit, this much more of a body is read and dropped so the 413 reaches the client.
+_DRAIN_LIMIT = 16 << 20
+
+
+class FileUploadHandler(BaseHandler):
+    """``POST /api/v1/analysis/{uid}/files?name=…[&sha256=…]`` with the file as the body."""
+
+    upload: Upload | None = None
+    _oversize: PayloadTooLarge | None = None
+    _discarded = 0
+
+    async def prepare(self) -> None:
+        if self.request.method != "POST":
+            return super().prepare()
+        self._authorize()
+        name = self.get_query_argument("name", "")
+        if not _NAME.fullmatch(name) or name in (".", ".."):
+            raise BadRequest("name= is required: 1 to 255 characters, no control characters or slashes")
+        sha256 = self.get_query_argument("sha256", None) or self.request.headers.get("X-Content-SHA256")
+        if sha256 is not None and not _SHA256.fullmatch(sha256):
+            raise BadRequest("sha256 must be 64 hexadecimal digits")
+        self.expected_sha256 = sha256
+        limit = self.config.max_file_bytes
+        self.request.connection.set_max_body_size(limit + _DRAIN_LIMIT)
+        declared = self.request.headers.get("Content-Length", "")
+        if declared.isdigit() and int(declared) > limit:
+            self._oversize = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
+            if int(declared) > limit + _DRAIN_LIMIT:
+                raise self._oversize  # too much to read and drop: the connection closes
+            return  # the body is read and dropped so the 413 reaches the client
+        content_type = self.request.headers.get("Content-Type", "application/octet-stream")[:200]
+        uid = self.path_args[0] if self.path_args else ""
+        self.upload = await self.store.files.begin(uid, name, content_type, limit)
+
+    async def data_received(self, chunk: bytes) -> None:
+        if self._oversize is not None:
+            # Read and drop a little more so the client gets the 413 rather than a reset connection;
+            # far past the limit, closing the connection is the only bound.
+            self._discarded += len(chunk)
+            if self._discarded > _DRAIN_LIMIT:
+                raise self._oversize
+            return
+        if self.upload is None:
+            return
+        try:
+            await self.upload.write(chunk)
+        except PayloadTooLarge as exc:
+            self._oversize = exc
+            self._discarded = len(chunk)
+            await self.upload.abort()
+
+    async def post(self, uid: str) -> None:
+        if self._oversize is not None:
+            raise self._oversize
+        assert self.upload is not None
+        doc, result = await self.store.files.finish(self.upload, self.expected_sha256)
+        self.upload = None
+        self.set_header("Location", f"/api/v1/files/{quote(doc['uid'], safe='')}")
+        self.write_json({**doc, "result": result}, status=201 if result == "inserted" else 200)
+
+    def on_finish(self) -> None:
+        self._discard()
+        super().on_finish()
+
+    def on_connection_close(self) -> None:
+        self._discard()
+
+    def _discard(self) -> None:
+        """A refused or broken upload leaves nothing behind."""
+        if self.upload is not None:
+            upload, self.upload = self.upload, None
+            asyncio.ensure_future(upload.abort())
+
+
+class FileHandler(BaseHandler):
+    """``GET /api/v1/files/{file_uid}``: the content, streamed, with ETag (sha256) and byte ranges."""
+
+    async def get(self, file_uid: str) -> None:
+        doc = await self.store.files.get(file_uid)
+        start, end = self._range(doc["size"])
+        self.set_header("Content-Type", doc["content_type"])
+        self.set_header("ETag", f'"{doc["sha256"]}"')
+        self.set_header("Accept-Ranges", "bytes")
+        self.set_header("Content-Disposition", _disposition(doc["name"]))
+        if self.request.headers.get("If-None-Match") == f'"{doc["sha256"]}"':
+            self.set_status(304)
+            return
+        if (start, end) != (0, doc["size"]):
+            self.set_status(206)
+            self.set_header("Content-Range", f"bytes {start}-{end - 1}/{doc['size']}")
+        self.set_header("Content-Length", str(end - start))
+        async with aclosing(self.store.files.read(doc, start, end)) as chunks:
+            async for chunk in chunks:
+                self.write(chunk)
+                await self.flush()
+
+    def _range(self, size: int) -> tuple[int, int]:
+        """The one byte range asked for (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), or the whole file."""
+        header = self.request.headers.get("Range")
+        match = _RANGE.fullmatch(header.strip()) if header else None
+        if header is None or match is None or match.groups() == ("", ""):
+            return 0, size
+        first, last = match.groups()
+        if first == "":
+            start, end = max(0, size - int(last)), size
+        else:
+            start, end = int(first), min(size, int(last) + 1 if last else size)
+        if start >= end:
+            raise _RangeNotSatisfiable(f"range {header!r} is outside the file's {size} bytes", size)
+        return start, end
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, _RangeNotSatisfiable):  # headers set before the error are cleared: set it here
+            self.set_header("Content-Range", f"bytes */{exc.size}")
+        super().write_error(status_code, **kwargs)
+
+
+class _RangeNotSatisfiable(AnalysisStoreError):
+    status = 416
+    type_name = "RangeNotSatisfiable"
+
+    def __init__(self, message: str, size: int) -> None:
+        super().__init__(message)
+        self.size = size
+
+
+def _disposition(name: str) -> str:
+    """RFC 6266: an ASCII fallback and the exact UTF-8 name."""
+    fallback = re.sub(r'[^A-Za-z0-9._-]', "_", name)[:100] or "file"
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
+
+
+routes = [
+    (r"/api/v1/analysis/([^/]+)/files", FileUploadHandler),
+    (r"/api/v1/files/([^/]+)", FileHandler),
+]
