@@ -26,6 +26,7 @@ from ._common import (
     index_models,
 )
 from ._reads import ReadsMixin
+from ._service import ServiceMixin
 from ._updates import UpdatesMixin
 from ._writes import WritesMixin
 
@@ -38,7 +39,7 @@ __all__ = ["Store", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "A
 log = logging.getLogger(__name__)
 
 
-class Store(WritesMixin, ReadsMixin, UpdatesMixin):
+class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
     """Documents of one database, with the analysis invariants enforced on every write."""
 
     def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000,
