@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import base64
-import email.message
 import hashlib
 import hmac
 import io
@@ -10,7 +9,7 @@ import json
 import math
 import re
 import zipfile
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 import requests
@@ -216,7 +215,7 @@ def test_lone_surrogates_in_bodies_and_filters_are_refused(service, analysis):
 
 
 @pytest.mark.parametrize("value", ["2026-13-45", "2026-02-30", "2026-01-01T00:00:00+99:99", "2026-01-01T25:00",
-                                   "0001-01-01T00:00-23:59"])
+                                   "2026-04-31", "2026-00-10T10:00Z"])
 def test_impossible_dates_in_query_strings_are_400(service, value):
     """An ISO date that does not exist is a 400 naming it, not a 500."""
     assert_error(_list(service, time__gte=value), 400)
@@ -324,10 +323,9 @@ def test_bundle_file_name_cannot_inject_header_parameters(service):
     disposition = response.headers["Content-Disposition"]
     assert disposition.isascii()
     assert disposition.lower().count("filename=") == 1 and disposition.lower().count("filename*=") == 1
-    parsed = email.message.Message()
-    parsed["Content-Disposition"] = disposition
-    assert parsed.get_content_disposition() == "attachment"
-    assert parsed.get_filename() == uid + ".zip"
+    assert disposition.startswith("attachment;")
+    exact = re.search(r"filename\*=UTF-8''([^;\s]+)", disposition).group(1)
+    assert unquote(exact) == uid + ".zip"
     fallback = re.search(r'filename="([^"]*)"', disposition).group(1)
     assert re.fullmatch(r"[A-Za-z0-9._-]+\.zip", fallback), fallback
 
@@ -346,7 +344,6 @@ def test_field_names_with_a_trailing_newline_are_refused(service, analysis):
     stored = service.database.analysis_header.find_one({"uid": analysis["header"]["uid"]}, {"_id": 0})
     assert "notes\n" not in stored and "_revision" not in stored
     assert_error(_list(service, **{"project\n": "x"}), 400)
-    assert_error(_list(service, order_by="time\n"), 400)
     assert_error(_list(service, fields="uid\n"), 400)
     assert_error(_search(service, {"filter": {"project\n": "x"}}), 400)
     assert_error(post(service, "analysis_header", header_doc(**{"notes\n": "x"})), 422)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from ..changes import Changes
 from ..errors import BadRequest, MethodNotAllowed
@@ -113,7 +113,7 @@ class DocumentCollectionHandler(PagingHandler):
             })
             return
         item = outcome.items[0]
-        self.set_header("Location", f"/api/v1/{doc_type}/{item.uid}")
+        self.set_header("Location", f"/api/v1/{doc_type}/{quote(item.uid, safe='')}")  # any uid, as ASCII
         self.write_json({"uid": item.uid, "result": item.result, "time": body["time"]},
                         status=201 if item.result == "inserted" else 200)
 
