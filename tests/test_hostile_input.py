@@ -1,6 +1,7 @@
 """Hostile input: forged cursors, impossible values, odd uids and field names get a 4xx, never a 500."""
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -8,6 +9,7 @@ import io
 import json
 import math
 import re
+import uuid
 import zipfile
 from urllib.parse import quote, unquote
 
@@ -20,6 +22,7 @@ from analysisstore.config import ConfigError, load_config
 from analysisstore.drivers.archive import export_analyses, import_archives
 from analysisstore.errors import BadRequest
 from analysisstore.queries import check_field, decode_cursor, encode_cursor, parse_order_by
+from analysisstore.store import Store
 from helpers import assert_error, header_doc, post, record_doc, stream_doc, tail_doc
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
@@ -184,6 +187,25 @@ def test_the_generated_cursor_secret_is_shared_by_every_service_on_the_database(
     assert_error(_list(other, limit=1, cursor=cursor), 400, contains="cursor")
 
 
+def test_workers_starting_together_agree_on_one_generated_secret(service_loop, mongo_uri, mongo):
+    """Six stores racing to create the secret of a fresh database all end up with the same one."""
+    name = f"asst_test_{uuid.uuid4().hex[:12]}"
+
+    async def race():
+        stores = [Store.connect(mongo_uri, name) for _ in range(6)]
+        try:
+            return await asyncio.gather(*(store.cursor_secret() for store in stores))
+        finally:
+            for store in stores:
+                await store.close()
+
+    try:
+        secrets = service_loop.run(race())
+    finally:
+        mongo.drop_database(name)
+    assert len(set(secrets)) == 1 and len(secrets[0]) == 64
+
+
 def test_cursor_secret_setting():
     """cursor_secret comes from the environment or the file, must be long enough, and is never shown."""
     config = load_config(environ={"ASST_CURSOR_SECRET": SECRET})
@@ -309,6 +331,20 @@ def test_long_uids_survive_export_import_and_the_offline_spool(start_service, cl
     (finished,) = list((tmp_path / "spool" / "RUNS_FINISHED").iterdir())
     with Bundle(finished) as bundle:
         assert bundle.validate()["streams"] == {spooled_stream: 4}
+
+
+def test_a_uid_stored_before_the_contract_can_still_be_downloaded(service, tmp_path):
+    """A header whose uid has CR/LF (stored by an older version) still downloads as a valid bundle."""
+    uid = "old\r\nuid\x01"
+    service.database.analysis_header.insert_one(header_doc(uid=uid))
+    response = requests.get(f"{service.url}/api/v1/analysis/{quote(uid, safe='')}/bundle", timeout=30)
+    assert response.status_code == 200, response.text
+    assert "\r" not in response.headers["Content-Disposition"]
+    path = tmp_path / "old.zip"
+    path.write_bytes(response.content)
+    (bundle,) = read_bundle(path)
+    with bundle:
+        assert bundle.header["uid"] == uid
 
 
 # ---- 4. Content-Disposition cannot be split by a uid --------------------------------------------------
