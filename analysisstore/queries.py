@@ -72,12 +72,18 @@ def check_field(name: Any) -> str:
     return name
 
 
-def check_text(text: str, what: str) -> str:
-    """``text`` unless it holds a lone surrogate (valid in a JSON escape, but no Unicode a database can store)."""
+def _encodable(text: str) -> bool:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode") from None
+        return False
+    return True
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` unless it holds a lone surrogate (valid in a JSON escape, but no Unicode a database can store)."""
+    if not text.isascii() and not _encodable(text):
+        raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode")
     return text
 
 
@@ -347,8 +353,10 @@ _BASE64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 def _is_cursor_value(value: Any) -> bool:
     """A JSON scalar the database can compare: text, finite number, 64-bit integer, boolean or null."""
-    if value is None or isinstance(value, (bool, str)):
+    if value is None or isinstance(value, bool):
         return True
+    if isinstance(value, str):
+        return value.isascii() or _encodable(value)
     if isinstance(value, int):
         return INT64_MIN <= value <= INT64_MAX
     return isinstance(value, float) and math.isfinite(value)

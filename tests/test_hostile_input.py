@@ -120,7 +120,7 @@ def test_forged_cursor_is_400_and_never_reaches_the_database(start_service, clos
 
 @pytest.mark.parametrize("values", [
     [{"$regex": ""}, "u"], [1.0], [1.0, "u", 2], [[1], "u"], 5, {"a": 1}, [2 ** 64, "u"], [-(2 ** 63) - 1, "u"],
-    [math.inf, "u"], [math.nan, "u"],
+    [math.inf, "u"], [math.nan, "u"], ["\ud800", "u"],
 ])
 def test_decoded_cursor_values_must_be_json_scalars_matching_the_sort(values):
     """Even correctly signed, a cursor decodes only to finite JSON scalars, one per sort key."""

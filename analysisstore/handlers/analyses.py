@@ -16,7 +16,7 @@ _UPDATABLE = "(analysis_header|analysis_tail)"
 
 
 def attachment(filename: str) -> str:
-    """A Content-Disposition naming ``filename`` (RFC 6266): ``filename*`` exact, ``filename`` a plain-ASCII fallback.
+    """A Content-Disposition (RFC 6266): ``filename*`` the exact name, ``filename`` a plain-ASCII fallback.
 
     Both are encoded, so no character of a uid (quote, semicolon, CR/LF, non-ASCII) can end the
     parameter or add another one.

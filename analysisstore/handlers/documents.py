@@ -63,7 +63,9 @@ class PagingHandler(BaseHandler):
             docs, has_more = await self.store.find_page(doc_type, queries, page.sort, page.limit, page.offset,
                                                         projection(page))
         pageable = has_more and docs and page.latest is None
-        next_cursor = encode_cursor(docs[-1], asked, page.sort, secret=await self.cursor_secret()) if pageable else None
+        next_cursor = None
+        if pageable:
+            next_cursor = encode_cursor(docs[-1], asked, page.sort, secret=await self.cursor_secret())
         meta: dict[str, Any] = {
             "limit": page.limit,
             "order_by": [("-" if d < 0 else "") + f for f, d in page.sort],
