@@ -24,6 +24,7 @@ from analysisstore.errors import BadRequest
 from analysisstore.queries import check_field, decode_cursor, encode_cursor, parse_order_by
 from analysisstore.store import Store
 from helpers import assert_error, header_doc, post, record_doc, stream_doc, tail_doc
+from test_serve import Serve
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
 
@@ -204,6 +205,35 @@ def test_workers_starting_together_agree_on_one_generated_secret(service_loop, m
     finally:
         mongo.drop_database(name)
     assert len(set(secrets)) == 1 and len(secrets[0]) == 64
+
+
+@pytest.mark.subprocess
+@pytest.mark.timeout(300)
+def test_cursors_page_across_worker_processes(mongo_uri, mongo):
+    """`serve --processes 2` without a configured secret: 30 pages, each on a new connection, all follow."""
+    name = f"asst_cursor_{uuid.uuid4().hex[:8]}"
+    server = Serve("--mongo-uri", mongo_uri, "--database", name, "--processes", "2", "--log-level", "warning")
+    try:
+        server.wait_ready()
+        headers = [header_doc(time=1_700_000_000.0 + i) for i in range(30)]
+        assert requests.post(f"{server.url}/api/v1/analysis_header", json=headers, timeout=60).status_code == 200
+        seen, cursor = [], None
+        for _ in range(40):  # a new connection per page, so both workers answer some of them
+            params = {"limit": 1, **({"cursor": cursor} if cursor else {})}
+            page = requests.get(f"{server.url}/api/v1/analysis_header", params=params,
+                                headers={"Connection": "close"}, timeout=30)
+            assert page.status_code == 200, page.text
+            seen += [d["uid"] for d in page.json()["items"]]
+            cursor = page.json()["meta"]["next_cursor"]
+            if not cursor:
+                break
+        assert seen == [h["uid"] for h in headers]
+        assert mongo[name].service.count_documents({}) == 1
+        code, output = server.terminate()
+        assert code == 0, output
+    finally:
+        server.kill()
+        mongo.drop_database(name)
 
 
 def test_cursor_secret_setting():
