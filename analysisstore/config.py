@@ -98,6 +98,19 @@ def _optional_path(value: Any) -> Path | None:
     return None if value in (None, "") else Path(os.path.expanduser(_str(value)))
 
 
+#: Shorter secrets can be guessed; ``python -c "import secrets; print(secrets.token_hex(32))"`` makes a good one.
+MIN_SECRET_CHARS = 32
+
+
+def _optional_secret(value: Any) -> str | None:
+    if value in (None, ""):
+        return None
+    if not isinstance(value, str) or len(value) < MIN_SECRET_CHARS:
+        raise ValueError(f"expected at least {MIN_SECRET_CHARS} characters, e.g. the output of "
+                         "python -c \"import secrets; print(secrets.token_hex(32))\"")
+    return value
+
+
 def _choice(*options: str) -> Callable[[Any], str]:
     def parse(value: Any) -> str:
         text = str(value).lower()
@@ -167,6 +180,8 @@ SETTINGS: dict[str, Setting] = {
     "metrics_public": Setting(_bool, "serve /metrics without a token when auth is on"),
     "cors_origins": Setting(_str_list, "browser origins allowed to call the API (CORS)"),
     "drain_seconds": Setting(_float(0.0), "how long SIGTERM waits for in-flight requests"),
+    "cursor_secret": Setting(_optional_secret, "key signing paging cursors; empty: one generated and kept in "
+                                               "the database, shared by every worker and host", secret=True),
 }
 
 
@@ -199,6 +214,8 @@ class ServiceConfig:
     metrics_public: bool = False
     cors_origins: tuple[str, ...] = ()
     drain_seconds: float = 10.0
+    #: HMAC key of paging cursors; None: the store generates one and keeps it in the database.
+    cursor_secret: str | None = None
     #: Where each setting's value came from: default, file:<path>, env:ASST_X, flag:--x.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
@@ -231,6 +248,8 @@ class ServiceConfig:
 def _mask(key: str, value: Any) -> str:
     if key == "tokens":
         return ", ".join(f"{t.name} ({'+'.join(sorted(t.scopes))})" for t in value)
+    if key == "cursor_secret":
+        return "***"
     text = str(value)
     if "@" in text and "://" in text:  # mongodb://user:password@host → mongodb://***@host
         scheme, rest = text.split("://", 1)

@@ -9,6 +9,7 @@ with jsonschema, whose error reports name every offending field.
 """
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -20,7 +21,7 @@ from jsonschema.exceptions import best_match
 from .errors import PayloadTooLarge, ValidationFailed
 from .schemas import DOC_TYPES, load_schema
 
-__all__ = ["prepare", "check_record_keys", "DOC_TYPES"]
+__all__ = ["prepare", "check_record_keys", "reported_uid", "DOC_TYPES"]
 
 _MAX_DETAILS = 10
 #: Deeper documents are refused: nothing scientific nests this far, and MongoDB stops at 100.
@@ -64,8 +65,24 @@ def _json_path(error: Any) -> str:
     return "/" + "/".join(str(p) for p in error.absolute_path)
 
 
+#: Never in a field name: control characters and line separators (look-alike names such as
+#: "notes\n"), lone surrogates (not Unicode; the database cannot store them).
+_UNSAFE_NAME_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def _bad_key(key: str) -> bool:
-    return key.startswith("$") or "." in key or "\x00" in key
+    return key.startswith("$") or "." in key or _UNSAFE_NAME_CHAR.search(key) is not None
+
+
+def _shown(text: str) -> str:
+    """``text`` safe to echo in a JSON response (a lone surrogate cannot be encoded)."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def reported_uid(raw: Any) -> Any:
+    """The uid of an incoming document as it may be echoed in a response (even when invalid)."""
+    uid = raw.get("uid") if isinstance(raw, dict) else None
+    return _shown(uid) if isinstance(uid, str) else uid
 
 
 def _check_field_names(doc: dict[str, Any]) -> None:
@@ -79,9 +96,9 @@ def _check_field_names(doc: dict[str, Any]) -> None:
             for key, child in value.items():
                 if not isinstance(key, str) or _bad_key(key):
                     raise ValidationFailed(
-                        f"field name {key!r} at {path or '/'} is not allowed: "
-                        "names may not start with '$' or contain '.'",
-                        [{"path": f"{path}/{key}", "message": "forbidden field name"}],
+                        f"field name {key!r} at {path or '/'} is not allowed: names may not start with '$' "
+                        "or contain '.', control characters or lone surrogates",
+                        [{"path": f"{path}/{_shown(str(key))}", "message": "forbidden field name"}],
                     )
                 if isinstance(child, (dict, list)):
                     stack.append((f"{path}/{key}", child))
@@ -130,6 +147,9 @@ def _check_storable(doc_type: str, doc: dict[str, Any]) -> None:
         size = len(bson.encode(doc))
     except (OverflowError, bson.errors.InvalidDocument) as exc:
         raise ValidationFailed(f"invalid {doc_type}: a value cannot be stored: {exc}") from None
+    except UnicodeEncodeError:
+        raise ValidationFailed(f"invalid {doc_type}: a text value holds a lone surrogate (\\ud800-\\udfff), "
+                               "which is not valid Unicode and cannot be stored") from None
     if size > MAX_DOCUMENT_BYTES:
         raise PayloadTooLarge(
             f"{doc_type} {doc.get('uid')!r} is {size} bytes, over the {MAX_DOCUMENT_BYTES}-byte document limit; "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .documents import prepare
+from .documents import prepare, reported_uid
 from .errors import AnalysisStoreError, PayloadTooLarge
 from .metrics import Metrics
 from .store import INSERTED, ItemResult, Store, WriteOutcome
@@ -48,7 +48,7 @@ async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: in
     prepared: list[tuple[dict[str, Any], bool]] = []
     checked = WriteOutcome()
     for i, raw in enumerate(raw_docs):
-        item = ItemResult(i, raw.get("uid") if isinstance(raw, dict) else None)
+        item = ItemResult(i, reported_uid(raw))
         try:
             prepared.append(prepare(doc_type, raw, now))
         except AnalysisStoreError as exc:

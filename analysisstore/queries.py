@@ -8,7 +8,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
+import math
 import re
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -23,6 +25,8 @@ __all__ = [
     "MAX_LIMIT",
     "check_filter",
     "check_field",
+    "check_integer",
+    "check_text",
     "parse_lookups",
     "parse_limit",
     "parse_order_by",
@@ -44,6 +48,8 @@ MAX_LIMIT = 10_000
 MAX_IN_VALUES = 1_000
 MAX_FILTER_DEPTH = 12
 MAX_STRING_VALUE = 4_096
+#: BSON integers are 64-bit: a larger one cannot even be sent to the database.
+INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
 
 #: The MongoDB operators a caller may use; everything else ($where, $expr,
 #: $function, $regex, ...) is refused before it reaches the database.
@@ -53,24 +59,52 @@ ALLOWED_OPERATORS = frozenset(
 _LOGICAL = frozenset({"$and", "$or"})
 _LIST_OPERATORS = frozenset({"$in", "$nin", "$all"})
 
-_FIELD_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*$")
+_FIELD_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z0-9_]+)*")
 
 
 def check_field(name: Any) -> str:
-    if not isinstance(name, str) or not _FIELD_RE.match(name):
+    """``name`` if it is a field name or dotted path (the whole string: no trailing newline), else BadRequest."""
+    if not isinstance(name, str) or not _FIELD_RE.fullmatch(name):
         raise BadRequest(
             f"invalid field name {name!r}: use letters, digits and '_' with dotted paths"
         )
     return name
 
 
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def check_text(text: str, what: str) -> str:
+    """``text`` unless it holds a lone surrogate (valid in a JSON escape, but no Unicode a database can store)."""
+    if not text.isascii() and not _encodable(text):
+        raise BadRequest(f"{what} holds a lone surrogate (\\ud800-\\udfff), which is not valid Unicode")
+    return text
+
+
+def check_integer(number: int, what: str) -> int:
+    """``number`` if the database can hold it (64 bits), else BadRequest."""
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise BadRequest(f"{what} {number} does not fit in 64 bits, the largest integer the database holds; "
+                         "write large numbers as decimals (e.g. 1e20)")
+    return number
+
+
 def _check_value(value: Any, depth: int) -> None:
-    """A literal compared against a field: may nest, but never hide an operator."""
+    """A literal compared against a field: may nest, but never hide an operator or an unstorable value."""
     if depth > MAX_FILTER_DEPTH:
         raise BadRequest(f"filter nested deeper than {MAX_FILTER_DEPTH} levels")
-    if isinstance(value, str) and len(value) > MAX_STRING_VALUE:
-        raise BadRequest(f"filter value longer than {MAX_STRING_VALUE} characters")
-    if isinstance(value, dict):
+    if isinstance(value, str):
+        if len(value) > MAX_STRING_VALUE:
+            raise BadRequest(f"filter value longer than {MAX_STRING_VALUE} characters")
+        check_text(value, "a filter value")
+    elif isinstance(value, int) and not isinstance(value, bool):
+        check_integer(value, "filter integer")
+    elif isinstance(value, dict):
         for key, child in value.items():
             if isinstance(key, str) and key.startswith("$"):
                 _check_operator(key, child, depth + 1)
@@ -134,9 +168,7 @@ def check_filter(filt: Any) -> dict[str, Any]:
     return filt
 
 
-_ISO_RE = re.compile(
-    r"^\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?$"
-)
+_ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?")
 MAX_PATTERN = 256
 
 
@@ -144,16 +176,21 @@ def _scalar(text: str) -> Any:
     """A query-string value as the JSON scalar it spells, an ISO-8601 time as epoch seconds, else text."""
     if len(text) > MAX_STRING_VALUE:
         raise BadRequest(f"query value longer than {MAX_STRING_VALUE} characters")
-    if _ISO_RE.match(text):
-        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        if moment.tzinfo is None:  # times without an offset are UTC
-            moment = moment.replace(tzinfo=timezone.utc)
-        return moment.timestamp()
+    if _ISO_RE.fullmatch(text):
+        try:
+            moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+            if moment.tzinfo is None:  # times without an offset are UTC
+                moment = moment.replace(tzinfo=timezone.utc)
+            return moment.timestamp()
+        except (ValueError, OverflowError) as exc:  # 2026-02-30, +99:99, a moment before year 1
+            raise BadRequest(f"{text!r} is not a date and time that exists: {exc}") from None
     try:
         parsed = json.loads(text)
     except ValueError:
         return text
-    if isinstance(parsed, (bool, int, float)) or parsed is None:
+    if isinstance(parsed, int) and not isinstance(parsed, bool):
+        return check_integer(parsed, "query integer")
+    if isinstance(parsed, (bool, float)) or parsed is None:
         return parsed
     return text
 
@@ -339,28 +376,95 @@ def get_path(doc: Mapping[str, Any], path: str) -> Any:
     return value
 
 
-def _fingerprint(filt: dict[str, Any], sort: list[tuple[str, int]]) -> str:
-    canonical = json.dumps([filt, sort], sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+#: A cursor longer than this is not one this service issued (sort values are short in practice).
+MAX_CURSOR_CHARS = 32_768
+_BASE64URL_RE = re.compile(r"[A-Za-z0-9_-]*")
 
 
-def encode_cursor(last: Mapping[str, Any], filt: dict[str, Any], sort: list[tuple[str, int]]) -> str:
-    """An opaque token naming the position after ``last``, bound to this filter and sort."""
-    token = {"v": [get_path(last, field) for field, _ in sort], "f": _fingerprint(filt, sort)}
-    raw = json.dumps(token, separators=(",", ":")).encode()
+def _is_cursor_value(value: Any) -> bool:
+    """A JSON scalar the database can compare: text, finite number, 64-bit integer, boolean or null."""
+    if value is None or isinstance(value, bool):
+        return True
+    if isinstance(value, str):
+        return value.isascii() or _encodable(value)
+    if isinstance(value, int):
+        return INT64_MIN <= value <= INT64_MAX
+    return isinstance(value, float) and math.isfinite(value)
+
+
+def _fingerprint(request: Any, sort: list[tuple[str, int]]) -> str:
+    """What a cursor is bound to: the request as the caller expressed it, and the sort."""
+    canonical = json.dumps([request, sort], sort_keys=True, separators=(",", ":"), default=repr)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:32]
+
+
+def _mac(payload: bytes, secret: str) -> bytes:
+    return hmac.new(secret.encode("utf-8"), payload, hashlib.sha256).digest()
+
+
+def _b64(raw: bytes) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(token: str, filt: dict[str, Any], sort: list[tuple[str, int]]) -> list[Any]:
-    """The sort values a cursor points after; 400 if it is corrupt or made for another query."""
+def _unb64(text: str) -> bytes:
+    if not _BASE64URL_RE.fullmatch(text):  # the decoder would silently skip foreign characters
+        raise ValueError("not base64url")
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def encode_cursor(last: Mapping[str, Any], request: Any, sort: list[tuple[str, int]], *, secret: str) -> str:
+    """An opaque token naming the position after ``last``, signed, bound to this request and sort.
+
+    ``request`` is what the caller asked for (doc type, filter as given,
+    status...), never a server-side expansion of it, so a cursor stays valid
+    while the expansion changes from page to page. The token is
+    ``base64url(payload) "." base64url(HMAC-SHA256(secret, payload))``.
+    """
+    values = [get_path(last, field) for field, _ in sort]
+    for (field, _), value in zip(sort, values):
+        if not _is_cursor_value(value):
+            raise BadRequest(
+                f"cannot page by order_by {field!r}: document {last.get('uid')!r} holds a "
+                f"{type(value).__name__} there ({value!r:.40}); order by a field holding text, finite numbers "
+                "or booleans, or page with offset"
+            )
+    payload = json.dumps({"v": values, "f": _fingerprint(request, sort)}, separators=(",", ":"),
+                         allow_nan=False).encode()
+    token = f"{_b64(payload)}.{_b64(_mac(payload, secret))}"
+    if len(token) > MAX_CURSOR_CHARS:
+        raise BadRequest(f"cannot page by {', '.join(f for f, _ in sort)}: the values are too long for a cursor; "
+                         "order by a shorter field or page with offset")
+    return token
+
+
+def decode_cursor(token: str, request: Any, sort: list[tuple[str, int]], *, secret: str) -> list[Any]:
+    """The sort values a cursor points after; 400 if it is forged, altered, corrupt or made for another query.
+
+    The signature is checked before anything inside is parsed; every value
+    must then be a JSON scalar, one per sort key, so nothing but plain
+    literals ever reaches the keyset filter.
+    """
+    invalid = BadRequest("cursor is not valid; start again without a cursor")
+    if not isinstance(token, str) or len(token) > MAX_CURSOR_CHARS:
+        raise invalid
+    encoded, _, signature = token.partition(".")
     try:
-        padded = token + "=" * (-len(token) % 4)
-        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-        values, fingerprint = data["v"], data["f"]
-    except (ValueError, KeyError, TypeError):
-        raise BadRequest("cursor is not valid; start again without a cursor") from None
-    if fingerprint != _fingerprint(filt, sort) or len(values) != len(sort):
-        raise BadRequest("cursor belongs to a different filter or order_by")
+        payload, given = _unb64(encoded), _unb64(signature)
+    except ValueError:
+        raise invalid from None
+    if not hmac.compare_digest(_mac(payload, secret), given):
+        raise BadRequest("cursor was not issued by this service or was altered; start again without a cursor")
+    try:
+        data = json.loads(payload)
+    except ValueError:
+        raise invalid from None
+    if not isinstance(data, dict) or not isinstance(data.get("v"), list) or not isinstance(data.get("f"), str):
+        raise invalid
+    if data["f"] != _fingerprint(request, sort):
+        raise BadRequest("cursor belongs to a different filter, status or order_by; start again without a cursor")
+    values = data["v"]
+    if len(values) != len(sort) or not all(_is_cursor_value(v) for v in values):
+        raise invalid
     return values
 
 

@@ -38,9 +38,14 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
     store = Store.for_service(config, mongo_uri)
     try:
         await store.ensure_indexes()
+        if not config.cursor_secret:  # made or read now, so a database that cannot keep it fails at start
+            await store.cursor_secret()
     except DatabaseUnavailable:
         await store.close()
         raise SystemExit(f"cannot reach the database at {mongo_uri}; is it running?") from None
+    except RuntimeError as exc:
+        await store.close()
+        raise SystemExit(str(exc)) from None
     app = make_app(store, config)
     # The body limit is enforced per request by the handlers (JSON 413);
     # the transport limit only has to be above it.

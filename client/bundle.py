@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
@@ -84,10 +85,25 @@ def write_atomic(path: Path, data: bytes) -> None:
     _fsync_dir(path.parent)
 
 
+#: Longest uid kept verbatim as a file name, in UTF-8 bytes: with ".jsonl", a temporary file's
+#: affixes and an enclosing ".zip" it stays under the 255-byte name limit of common file systems.
+MAX_NAME_BYTES = 160
+_HASHED_NAME = re.compile(r"uid-[0-9a-f]{32}")
+_UNSAFE_NAME_CHAR = re.compile("[/\\\\\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
+
+
 def _safe_name(uid: str) -> str:
-    """A uid as a file name (uids are free text; path separators must not escape the bundle)."""
-    if uid in ("", ".", "..") or "/" in uid or "\\" in uid or "\x00" in uid:
-        return "uid-" + hashlib.sha256(uid.encode()).hexdigest()[:32]
+    """A uid as a file name: the uid itself when that is a safe, short name, else ``uid-<sha256>``.
+
+    Uids are free text; the real uid always lives inside the member's JSON,
+    so the name only has to be stable, unique and writable: no path
+    separators, control characters, hidden (dot) names or over-long names,
+    and nothing that could be mistaken for another uid's hashed name.
+    """
+    raw = uid.encode("utf-8", "surrogatepass")
+    if (uid in ("", ".", "..") or uid.startswith(".") or _UNSAFE_NAME_CHAR.search(uid)
+            or len(raw) > MAX_NAME_BYTES or _HASHED_NAME.fullmatch(uid)):
+        return "uid-" + hashlib.sha256(raw).hexdigest()[:32]
     return uid
 
 

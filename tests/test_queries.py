@@ -122,12 +122,15 @@ def test_parse_order_by_refuses(spec):
 def test_cursor_round_trip_and_binding():
     """A cursor decodes to the sort values it was made from, and only for its own query."""
     sort = parse_order_by("-time")
-    token = encode_cursor({"time": 5.0, "uid": "u"}, {"a": 1}, sort)
-    assert decode_cursor(token, {"a": 1}, sort) == [5.0, "u"]
+    secret = "s" * 32
+    token = encode_cursor({"time": 5.0, "uid": "u"}, {"a": 1}, sort, secret=secret)
+    assert decode_cursor(token, {"a": 1}, sort, secret=secret) == [5.0, "u"]
     with pytest.raises(BadRequest, match="different"):
-        decode_cursor(token, {"a": 2}, sort)
+        decode_cursor(token, {"a": 2}, sort, secret=secret)
     with pytest.raises(BadRequest, match="different"):
-        decode_cursor(token, {"a": 1}, parse_order_by("time"))
+        decode_cursor(token, {"a": 1}, parse_order_by("time"), secret=secret)
+    with pytest.raises(BadRequest, match="not issued by this service"):
+        decode_cursor(token, {"a": 1}, sort, secret="t" * 32)
 
 
 def test_keyset_filter():

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import tempfile
 from pathlib import Path
+from urllib.parse import quote
 
 from ..client.bundle import BundleWriter, _safe_name, zip_bundle
 from .base import BaseHandler
@@ -11,6 +13,16 @@ from .base import BaseHandler
 __all__ = ["routes"]
 
 _UPDATABLE = "(analysis_header|analysis_tail)"
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition (RFC 6266): ``filename*`` the exact name, ``filename`` a plain-ASCII fallback.
+
+    Both are encoded, so no character of a uid (quote, semicolon, CR/LF, non-ASCII) can end the
+    parameter or add another one.
+    """
+    fallback = re.sub(r"[^A-Za-z0-9._-]", "_", filename)
+    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(filename, safe='')}"
 
 
 class AnalysisHandler(BaseHandler):
@@ -32,7 +44,7 @@ class BundleHandler(BaseHandler):
             await self.store.write_bundle(uid, BundleWriter(folder))
             await asyncio.to_thread(zip_bundle, folder, archive)
             self.set_header("Content-Type", "application/zip")
-            self.set_header("Content-Disposition", f'attachment; filename="{_safe_name(uid)}.zip"')
+            self.set_header("Content-Disposition", attachment(f"{_safe_name(uid)}.zip"))
             with open(archive, "rb") as handle:
                 while chunk := handle.read(1 << 20):
                     self.write(chunk)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from contextlib import aclosing
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from ..changes import Changes
 from ..errors import BadRequest, MethodNotAllowed
@@ -37,16 +37,25 @@ class PagingHandler(BaseHandler):
 
     _sent = 0  # documents the current NDJSON stream has written
 
+    async def cursor_secret(self) -> str:
+        """The key cursors are signed with: configured, else the one kept in the database for every worker."""
+        return self.config.cursor_secret or await self.store.cursor_secret()
+
     async def respond(self, doc_type: str, page: PageRequest, link_args: dict[str, list[str]] | None = None) -> None:
+        if page.status is not None and doc_type != "analysis_header":
+            raise BadRequest("status filters analysis_header only")
+        # A cursor binds what the caller asked for, not the status expansion below (which changes
+        # as analyses finish), and is checked before anything reaches the database.
+        asked = {"doc_type": doc_type, "filter": page.filter, "status": page.status}
+        after = None
+        if page.cursor is not None:
+            after = decode_cursor(page.cursor, asked, page.sort, secret=await self.cursor_secret())
         if page.status is not None:
-            if doc_type != "analysis_header":
-                raise BadRequest("status filters analysis_header only")
             status = await self.store.status_filter(page.status, self.config.stale_after_seconds)
             page.filter = {"$and": [page.filter, status]} if page.filter else status
         queries = [page.filter]
-        if page.cursor is not None:
-            after = keyset_clauses(decode_cursor(page.cursor, page.filter, page.sort), page.sort)
-            queries = [combine(page.filter, clause) for clause in after]
+        if after is not None:
+            queries = [combine(page.filter, clause) for clause in keyset_clauses(after, page.sort)]
         if NDJSON in self.request.headers.get("Accept", ""):
             await self.stream(doc_type, queries, page)
             return
@@ -57,7 +66,9 @@ class PagingHandler(BaseHandler):
             docs, has_more = await self.store.find_page(doc_type, queries, page.sort, page.limit, page.offset,
                                                         projection(page))
         pageable = has_more and docs and page.latest is None
-        next_cursor = encode_cursor(docs[-1], page.filter, page.sort) if pageable else None
+        next_cursor = None
+        if pageable:
+            next_cursor = encode_cursor(docs[-1], asked, page.sort, secret=await self.cursor_secret())
         meta: dict[str, Any] = {
             "limit": page.limit,
             "order_by": [("-" if d < 0 else "") + f for f, d in page.sort],
@@ -127,7 +138,7 @@ class DocumentCollectionHandler(PagingHandler):
             })
             return
         item = outcome.items[0]
-        self.set_header("Location", f"/api/v1/{doc_type}/{item.uid}")
+        self.set_header("Location", f"/api/v1/{doc_type}/{quote(item.uid, safe='')}")  # any uid, as ASCII
         self.write_json({"uid": item.uid, "result": item.result, "time": body["time"]},
                         status=201 if item.result == "inserted" else 200)
 

@@ -29,6 +29,7 @@ from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
 from ._files import AttachmentStore, Upload
 from ._reads import ReadsMixin
+from ._service import ServiceMixin
 from ._updates import UpdatesMixin
 from ._writes import WritesMixin
 
@@ -41,7 +42,7 @@ __all__ = ["Store", "AttachmentStore", "Upload", "MAX_LINEAGE_DEPTH", "MAX_LINEA
 log = logging.getLogger(__name__)
 
 
-class Store(WritesMixin, ReadsMixin, UpdatesMixin):
+class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
     """Documents of one database, with the analysis invariants enforced on every write."""
 
     def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000,
