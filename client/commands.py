@@ -370,7 +370,7 @@ class AnalysisClient:
             raise InvalidLookup(f"{reserved} shape the page, they are not fields to filter on; "
                                 "use find_page() for cursor, fields and counts")
         if is_lookup_query(keywords):
-            return self._iter_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
+            return self._iter_lookup_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
         return self.iter_find(doc_type, keywords, order_by=order_by, limit=limit)
 
     def find_analysis_header(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
@@ -416,7 +416,7 @@ class AnalysisClient:
     def iter_lookup(self, doc_type: str, lookups: Mapping[str, Any], *, order_by: str | None = None,
                     fields: list[str] | None = None) -> Iterator[Document]:
         """Documents matching query-string lookups (``{"time__gte": "2026-01-01", "project": "x"}``), page by page."""
-        return self._iter_pages(doc_type, query_params(lookups), order_by=order_by, fields=fields)
+        return self._iter_lookup_pages(doc_type, query_params(lookups), order_by=order_by, fields=fields)
 
     def find_page(self, doc_type: str, query: Mapping[str, Any] | None = None, *, limit: int | None = None,
                   cursor: str | None = None, order_by: str | list[str] | None = None,
@@ -434,7 +434,7 @@ class AnalysisClient:
         name = _document_name(doc_type)
         return Page([Document(name, doc) for doc in page["items"]], page["meta"])
 
-    def _iter_pages(self, doc_type: str, params: list[tuple[str, str]], *, order_by: Any = None,
+    def _iter_lookup_pages(self, doc_type: str, params: list[tuple[str, str]], *, order_by: Any = None,
                     limit: int | None = None, fields: list[str] | None = None) -> Iterator[Document]:
         """Every match of query-string lookups (or the first ``limit``), ``_PAGE_SIZE`` per request by cursor."""
         name = _document_name(doc_type)
