@@ -15,10 +15,9 @@ from typing import Any, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
 import requests
-import ujson
 from doct import Document
 
-from ._transport import Transport, dumps
+from ._transport import Transport, dumps, loads
 from .errors import ServiceUnavailable, ServiceUnreachable, TooManyRequests
 from .spool import Spool
 
@@ -318,7 +317,7 @@ class AnalysisClient:
                 for line in response.iter_lines(chunk_size=64 * 1024):
                     if line:
                         received += 1
-                        yield Document(name, ujson.loads(line))
+                        yield Document(name, loads(line))
             except requests.RequestException as exc:
                 raise ServiceUnreachable(
                     f"the result stream broke after {received} documents: {exc}; "
