@@ -225,6 +225,22 @@ def test_legacy_client_calls_round_trip_nonfinite(service, analysis):
     assert math.isnan(found["data"]["absorbance"]) and found["data"]["wavelength"] == -INF
 
 
+def test_encoders_write_strict_json_and_leave_the_input_alone():
+    """Client request bodies and bundle members are strict JSON; tagging copies, never mutates the caller's data."""
+    np = pytest.importorskip("numpy")
+    from analysisstore.client._transport import dumps, loads
+    from analysisstore.handlers.base import dumps as service_dumps
+
+    data = {"a": [NAN, {"b": (INF, -INF)}], "n": np.array([1.0, np.nan]), "s": "$numberDouble", "f": 0.5}
+    for text in (dumps(data).decode(), service_dumps({**data, "n": [1.0, NAN]})):
+        parsed = strict_loads(text)
+        assert parsed["a"] == [{"$numberDouble": "NaN"}, {"b": [{"$numberDouble": "Infinity"},
+                                                                {"$numberDouble": "-Infinity"}]}]
+        assert _same(loads(text), {"a": [NAN, {"b": [INF, -INF]}], "n": [1.0, NAN], "s": "$numberDouble", "f": 0.5})
+    assert math.isnan(data["a"][0]) and data["a"][1]["b"] == (INF, -INF)  # the caller's objects are untouched
+    assert loads('{"x": {"$numberDouble": "NaN", "y": 1}}') == {"x": {"$numberDouble": "NaN", "y": 1}}  # not a tag
+
+
 # ---- idempotency: NaN equals NaN when comparing a re-send ----------------------------------------------
 
 
