@@ -9,6 +9,7 @@ with jsonschema, whose error reports name every offending field.
 """
 from __future__ import annotations
 
+import math
 import re
 from functools import lru_cache
 from typing import Any, Callable
@@ -137,8 +138,24 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
         raise ValidationFailed(
             f"invalid {doc_type}: {first.message} (at {_json_path(first)})", details
         )
+    _check_finite(doc_type, raw)
     _check_storable(doc_type, raw)
     return raw, time_filled
+
+
+def _check_finite(doc_type: str, doc: dict[str, Any]) -> None:
+    """time and seq_num order documents and page cursors: NaN or ±Infinity there would corrupt both.
+
+    JSON Schema cannot say "finite" (NaN passes every bound), hence this check. Elsewhere non-finite
+    values are data and are kept (docs/json-numbers.md).
+    """
+    for name in ("time", "seq_num"):
+        value = doc.get(name)
+        if isinstance(value, float) and not math.isfinite(value):
+            raise ValidationFailed(
+                f"invalid {doc_type}: {name} must be a finite number, got {value!r} (at /{name})",
+                [{"path": f"/{name}", "message": "must be a finite number (not NaN or Infinity)"}],
+            )
 
 
 def _check_storable(doc_type: str, doc: dict[str, Any]) -> None:

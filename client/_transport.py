@@ -18,9 +18,10 @@ import ujson
 from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
+from ..schemas.json_numbers import mentions_tag, tag_nonfinite, untag_nonfinite
 from .errors import ServiceUnreachable, error_for_status
 
-__all__ = ["Transport", "RetryPolicy", "dumps"]
+__all__ = ["Transport", "RetryPolicy", "dumps", "dumps_text", "loads"]
 
 log = logging.getLogger(__name__)
 
@@ -91,9 +92,28 @@ def _to_json_native(obj: Any) -> Any:
     return tolist()
 
 
+def dumps_text(obj: Any, escape_forward_slashes: bool = True) -> str:
+    """Strict JSON text of ``obj``; NaN/±Infinity tagged as ``{"$numberDouble": "NaN"}`` (docs/json-numbers.md).
+
+    The fast encoder runs first; only when it meets a non-finite float is the value copied with tags.
+    """
+    options = dict(ensure_ascii=False, reject_bytes=True, allow_nan=False, default=_to_json_native,
+                   escape_forward_slashes=escape_forward_slashes)
+    try:
+        return ujson.dumps(obj, **options)
+    except OverflowError:
+        return ujson.dumps(tag_nonfinite(obj, _to_json_native), **options)
+
+
 def dumps(obj: Any) -> bytes:
-    """Encode a request body; analysis scripts may hand in NumPy values directly."""
-    return ujson.dumps(obj, ensure_ascii=False, reject_bytes=True, default=_to_json_native).encode()
+    """Encode a request body; analysis scripts may hand in NumPy values (and NaN) directly."""
+    return dumps_text(obj).encode()
+
+
+def loads(data: bytes | str) -> Any:
+    """Decode JSON from the service or a bundle: tagged values and bare NaN/Infinity become floats."""
+    parsed = ujson.loads(data)
+    return untag_nonfinite(parsed) if mentions_tag(data) else parsed
 
 
 class Transport:
@@ -160,7 +180,7 @@ class Transport:
 
     def json(self, method: str, path: str, **kwargs: Any) -> Any:
         response = self.request(method, path, **kwargs)
-        return ujson.loads(response.content) if response.content else None
+        return loads(response.content) if response.content else None
 
     def close(self) -> None:
         self.session.close()

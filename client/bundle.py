@@ -25,7 +25,7 @@ from typing import Any, Iterator
 
 import ujson
 
-from ._transport import _to_json_native
+from ._transport import dumps_text, loads
 
 __all__ = [
     "FORMAT",
@@ -56,8 +56,8 @@ class BundleError(ValueError):
 
 
 def _dumps(doc: Any) -> str:
-    return ujson.dumps(doc, ensure_ascii=False, escape_forward_slashes=False, reject_bytes=True,
-                       default=_to_json_native)
+    """Members are strict JSON: NaN/±Infinity tagged as on the wire (readers also take bare NaN tokens)."""
+    return dumps_text(doc, escape_forward_slashes=False)
 
 
 def _fsync_dir(path: Path) -> None:
@@ -210,7 +210,7 @@ class Bundle:
     def _load(self, member: str) -> dict[str, Any]:
         try:
             with self.open(member) as handle:
-                doc = ujson.loads(handle.read())
+                doc = loads(handle.read())
         except (OSError, KeyError) as exc:
             raise BundleError(member, f"cannot be read: {exc}") from None
         except ValueError as exc:
@@ -251,7 +251,7 @@ class Bundle:
                 if number < start or not line.strip():
                     continue
                 try:
-                    doc = ujson.loads(line)
+                    doc = loads(line)
                 except ValueError as exc:
                     raise BundleError(member, f"line {number + 1} is not valid JSON: {exc}") from None
                 if not isinstance(doc, dict):

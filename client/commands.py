@@ -18,10 +18,9 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 from urllib.parse import quote
 
 import requests
-import ujson
 from doct import Document
 
-from ._transport import RetryPolicy, Transport, dumps
+from ._transport import RetryPolicy, Transport, dumps, loads
 from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool
@@ -340,7 +339,7 @@ class AnalysisClient:
                 for line in response.iter_lines(chunk_size=64 * 1024):
                     if not line:
                         continue
-                    doc = ujson.loads(line)
+                    doc = loads(line)
                     if "$end" in doc or "$error" in doc:  # documents never have '$' keys: this is the last line
                         last = doc
                         break
@@ -661,7 +660,7 @@ def _server_sent_events(response: requests.Response) -> Iterator[dict[str, Any]]
             line = raw.decode("utf-8").rstrip("\r")
             if not line:
                 if "data" in fields:
-                    yield {"id": fields.get("id"), **ujson.loads(fields["data"])}
+                    yield {"id": fields.get("id"), **loads(fields["data"])}
                 fields = {}
             elif not line.startswith(":"):
                 name, _, value = line.partition(":")

@@ -21,16 +21,34 @@ from ..errors import (
     Unauthorized,
 )
 from ..metrics import Metrics
+from ..schemas.json_numbers import mentions_tag, tag_nonfinite, untag_nonfinite
 from ..store import Store
 
-__all__ = ["BaseHandler", "NotFoundHandler", "OPEN", "dumps", "error_body"]
+__all__ = ["BaseHandler", "NotFoundHandler", "OPEN", "dumps", "error_body", "loads"]
 
 log = logging.getLogger(__name__)
 
 
 def dumps(obj: Any) -> str:
-    """Serialise a response body (ujson: fast, and round-trips floats exactly)."""
-    return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False, reject_bytes=True)
+    """Serialise a response body as strict JSON (ujson: fast, and round-trips floats exactly).
+
+    NaN/±Infinity are written tagged (``{"$numberDouble": "NaN"}``, docs/json-numbers.md). ujson refuses
+    them with allow_nan=False, so only a document that holds one pays for the walk that tags it.
+    """
+    try:
+        return ujson.dumps(obj, ensure_ascii=False, escape_forward_slashes=False, reject_bytes=True, allow_nan=False)
+    except OverflowError:
+        return ujson.dumps(tag_nonfinite(obj), ensure_ascii=False, escape_forward_slashes=False, reject_bytes=True,
+                           allow_nan=False)
+
+
+def loads(data: bytes | str) -> Any:
+    """Parse a request's JSON: bare NaN/Infinity (and 1e400, as Infinity) and the tagged form both become floats.
+
+    Raises ValueError (or OverflowError) when ``data`` is not JSON.
+    """
+    parsed = ujson.loads(data)
+    return untag_nonfinite(parsed) if mentions_tag(data) else parsed
 
 
 def error_body(status: int, type_name: str, message: str, details: list[Any], request_id: str) -> dict[str, Any]:
@@ -158,7 +176,7 @@ class BaseHandler(RequestHandler):
         if not body.strip():
             raise BadRequest("request body is empty; expected JSON")
         try:
-            return ujson.loads(body)
+            return loads(body)
         except (ValueError, OverflowError) as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}") from None
 

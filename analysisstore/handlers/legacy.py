@@ -10,13 +10,11 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import unquote
 
-import ujson
-
 from ..errors import BadRequest, ValidationFailed
 from ..ingest import ingest
 from ..queries import check_filter
 from ._stream_end import end_broken_stream
-from .base import OPEN, BaseHandler, dumps
+from .base import OPEN, BaseHandler, dumps, loads
 
 __all__ = ["routes"]
 
@@ -82,12 +80,12 @@ class LegacyHandler(BaseHandler):
     def _query_message(self) -> Any:
         raw = unquote(self.request.query)
         try:
-            return ujson.loads(raw)
+            return loads(raw)
         except ValueError:
             pass
         if len(self.request.query_arguments) == 1:  # tornado split the JSON at '&' or '='
             try:
-                return ujson.loads(next(iter(self.request.query_arguments)))
+                return loads(next(iter(self.request.query_arguments)))
             except ValueError:
                 pass
         raise BadRequest('the query string must be the JSON {"signature": "find_...", "payload": {...}}')

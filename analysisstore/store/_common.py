@@ -88,7 +88,19 @@ def _same_content(stored: dict[str, Any], incoming: dict[str, Any], time_filled:
     if time_filled:
         stored.pop("time", None)
         incoming.pop("time", None)
-    return stored == incoming
+    # == first (fast); NaN != NaN, so a re-send holding NaN needs the walk that treats NaN as equal.
+    return stored == incoming or _equal_nan_aware(stored, incoming)
+
+
+def _equal_nan_aware(a: Any, b: Any) -> bool:
+    """``a == b`` at every depth, except that NaN equals NaN (as it does for MongoDB's own matching)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_equal_nan_aware(a[k], b[k]) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_equal_nan_aware(x, y) for x, y in zip(a, b))
+    if isinstance(a, float) and isinstance(b, float) and a != a and b != b:
+        return True
+    return bool(a == b)
 
 
 def index_models(doc_type: str) -> list[IndexModel]:

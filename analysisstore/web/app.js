@@ -22,7 +22,27 @@ async function api(path, options = {}) {
     if (response.status === 401) message += " — enter a token above.";
     throw new Error(message);
   }
-  return options.raw ? response : response.json();
+  return options.raw ? response : parseJson(await response.text());
+}
+
+// NaN and ±Infinity arrive tagged, {"$numberDouble": "NaN"} (docs/json-numbers.md): turn them back into
+// numbers. The reviver only runs when the text holds a tag, so ordinary pages parse at full speed.
+const NONFINITE = { NaN: NaN, Infinity: Infinity, "-Infinity": -Infinity };
+
+function parseJson(text) {
+  if (!text.includes('"$numberDouble"')) return JSON.parse(text);
+  return JSON.parse(text, (_, v) => {
+    if (v && typeof v === "object" && !Array.isArray(v)) {
+      const keys = Object.keys(v);
+      if (keys.length === 1 && keys[0] === "$numberDouble" && v.$numberDouble in NONFINITE) return NONFINITE[v.$numberDouble];
+    }
+    return v;
+  });
+}
+
+// JSON.stringify for display: NaN/Infinity shown by name (plain stringify would print null).
+function showJson(value, indent) {
+  return JSON.stringify(value, (_, v) => (typeof v === "number" && !isFinite(v) ? String(v) : v), indent);
 }
 
 function showError(error) {
@@ -117,7 +137,7 @@ async function renderList() {
   const rows = page.items.map((h) => el("tr", { "data-uid": h.uid },
     el("td", {}, link(h.uid)),
     el("td", {}, (h.provenance || {}).analysis_name || ""),
-    el("td", {}, h.sample === undefined ? "" : typeof h.sample === "string" ? h.sample : JSON.stringify(h.sample)),
+    el("td", {}, h.sample === undefined ? "" : typeof h.sample === "string" ? h.sample : showJson(h.sample)),
     el("td", {}, h.project || ""),
     el("td", {}, when(h.time)),
     el("td", {}, badge(statusOf(h, tails[h.uid])))));
@@ -152,7 +172,7 @@ async function renderAnalysis(uid) {
   const cards = [
     el("div", { class: "card" },
       el("h2", {}, (prov.analysis_name || "analysis") + " ", badge(view.status)),
-      kv([["uid", h.uid], ["time", when(h.time)], ["sample", h.sample && JSON.stringify(h.sample).replace(/^"|"$/g, "")],
+      kv([["uid", h.uid], ["time", when(h.time)], ["sample", h.sample && showJson(h.sample).replace(/^"|"$/g, "")],
         ["project", h.project], ["owner", h.owner], ["tags", (h.tags || []).join(", ")],
         ["technique", h.technique_name], ["code hash", prov.analysis_codehash], ["revision", h._revision]]),
       el("div", { class: "controls" }, download)),
@@ -161,7 +181,7 @@ async function renderAnalysis(uid) {
       el("h3", {}, "used by"), usedBy.items.length
         ? el("ul", { id: "used-by" }, ...usedBy.items.map((d) => el("li", {}, link(d.uid), " ", (d.provenance || {}).analysis_name || "")))
         : el("p", { class: "muted" }, "no later analysis uses this one"),
-      el("h3", {}, "parameters and provenance"), el("pre", {}, JSON.stringify(prov, null, 2))),
+      el("h3", {}, "parameters and provenance"), el("pre", {}, showJson(prov, 2))),
   ];
   for (const stream of view.streams) cards.push(await streamCard(stream));
   cards.push(el("div", { class: "card" }, el("h2", {}, "tail"), view.tail
@@ -190,7 +210,7 @@ async function recordsTable(stream, container, cursors) {
   const params = { data_reference_header: stream.uid, order_by: "seq_num,time", limit: 10, cursor: cursors[cursors.length - 1] };
   const page = await api("/api/v1/data_reference?" + query(params));
   const keys = Object.keys(stream.data_keys);
-  const cell = (v) => Array.isArray(v) ? `[${v.length} values]` : typeof v === "number" ? Number(v.toPrecision(6)) : JSON.stringify(v);
+  const cell = (v) => Array.isArray(v) ? `[${v.length} values]` : typeof v === "number" ? Number(v.toPrecision(6)) : showJson(v);
   const next = el("button", { onclick: () => recordsTable(stream, container, [...cursors, page.meta.next_cursor]).catch(showError) }, "next records");
   next.disabled = !page.meta.next_cursor;
   container.replaceChildren(
@@ -276,7 +296,7 @@ async function revisionsCard(uid, tail) {
     const body = await api(`/api/v1/${docType}/${encodeURIComponent(docUid)}/revisions`);
     card.append(el("h3", {}, docType), body.items.length
       ? el("ul", {}, ...body.items.map((r) => el("li", {}, `revision ${r.revision}, replaced ${when(r.replaced_at)}`,
-        el("pre", {}, JSON.stringify(r.document, null, 2)))))
+        el("pre", {}, showJson(r.document, 2)))))
       : el("p", { class: "muted" }, "never changed"));
   }
   return card;
