@@ -373,8 +373,8 @@ def test_spool_and_sync_keep_nonfinite_values(start_service, closed_port, tmp_pa
     client.insert_analysis_tail(h, exit_status="success")
     _members_are_strict(tmp_path / "RUNS_FINISHED")
     service = start_service()
-    report = Syncer(tmp_path, lambda: AnalysisClient({"url": service.url, "retries": 1}), progress_bar=False,
-                    backoff=0.01).run_once()
+    report = Syncer(tmp_path, lambda: AnalysisClient({"url": service.url, "retries": 1}),
+                    progress_bar=False).run_once()
     assert report.ok and len(report.synced) == 1
     stored = list(service.database.data_reference.find({"data_reference_header": s}))
     assert len(stored) == 3 and all(math.isnan(r["data"]["x"]) and r["timestamps"]["x"] == INF for r in stored)
