@@ -34,13 +34,18 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
 
     from .app import make_app  # after PROMETHEUS_MULTIPROC_DIR is set
     from .store import Store
+    from .upgrade import LayoutError, check_layout, refusal_line
 
     store = Store.for_service(config, mongo_uri)
     try:
+        await check_layout(store.db)
         await store.ensure_indexes()
     except DatabaseUnavailable:
         await store.close()
         raise SystemExit(f"cannot reach the database at {mongo_uri}; is it running?") from None
+    except LayoutError as exc:
+        await store.close()
+        raise SystemExit(refusal_line(exc, config)) from None
     app = make_app(store, config)
     # The body limit is enforced per request by the handlers (JSON 413);
     # the transport limit only has to be above it.

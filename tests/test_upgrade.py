@@ -1,0 +1,220 @@
+"""`analysisstore upgrade`: a database written by the 0.x service, brought to today's layout."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import uuid
+from typing import Any, Iterator
+
+import pytest
+import requests
+from pymongo import MongoClient
+
+from legacy_zero import fill_zero_database
+
+pytestmark = pytest.mark.subprocess
+
+
+def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "analysisstore.cli", *args],
+                          capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def zero_db(mongo: MongoClient) -> Iterator[Any]:
+    """A fresh database filled exactly as the 0.x service filled it."""
+    name = f"asst_zero_{uuid.uuid4().hex[:12]}"
+    db = mongo[name]
+    db.expected = fill_zero_database(db)  # type: ignore[attr-defined]
+    yield db
+    mongo.drop_database(name)
+
+
+def test_serve_refuses_a_zero_database_with_one_line(zero_db, mongo_uri):
+    """`serve` on an un-upgraded 0.x database exits non-zero with one line naming the upgrade command."""
+    result = _cli("serve", "--port", "0", "--mongo-uri", mongo_uri, "--database", zero_db.name)
+    assert result.returncode != 0
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    assert f"analysisstore upgrade --mongo-uri {mongo_uri} --database {zero_db.name}" in lines[0]
+    assert "uid_1" not in zero_db.analysis_header.index_information()
+
+
+# ---- helpers ---------------------------------------------------------------------
+
+
+def _upgrade(db: Any, mongo_uri: str, *extra: str) -> dict[str, Any]:
+    result = _cli("upgrade", "--mongo-uri", mongo_uri, "--database", db.name, "--json", *extra)
+    assert result.returncode == 0, result.stderr + result.stdout
+    return json.loads(result.stdout)
+
+
+def _snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
+    return {name: sorted(db[name].find(), key=lambda d: str(d["_id"]))
+            for name in sorted(db.list_collection_names()) if not name.startswith("system.")}
+
+
+def _finding(report: dict[str, Any], check: str, collection: str, action: str) -> list[dict[str, Any]]:
+    return [f for f in report["changes"] + report["notices"]
+            if (f["check"], f["collection"], f["action"]) == (check, collection, action)]
+
+
+class Serve:
+    """`analysisstore serve` as a child process on a free port, ready when it says READY=1."""
+
+    def __init__(self, *args: str) -> None:
+        import socket
+
+        from analysisstore.readiness import ReadyListener
+
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.ready = ReadyListener()
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(self.port), *args],
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=self.ready.env())
+
+    def __enter__(self) -> "Serve":
+        try:
+            self.ready.wait(self.process, 1, 90)
+        except Exception:
+            self.__exit__()
+            raise AssertionError(f"serve did not start: {self.process.stdout.read()}") from None
+        return self
+
+    def __exit__(self, *_: Any) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+        self.process.communicate(timeout=60)
+        self.ready.close()
+
+
+# ---- the report ------------------------------------------------------------------
+
+
+def test_dry_run_reports_every_finding_and_changes_nothing(zero_db, mongo_uri):
+    """Without --apply the upgrade lists duplicates, mappings, flags and missing indexes, and writes nothing."""
+    before = _snapshot(zero_db)
+    report = _upgrade(zero_db, mongo_uri)
+    assert _snapshot(zero_db) == before
+    assert report["dry_run"] and not report["applied"] and report["layout_before"] is None
+    collapsed = _finding(report, "duplicate uid", "data_reference", "collapse")
+    assert collapsed[0]["count"] == 5
+    conflicts = _finding(report, "duplicate uid", "analysis_header", "set aside")
+    assert conflicts[0]["uids"] == ["h-conflict"]
+    mapped = {f["detail"]: f["uids"] for f in _finding(report, "value", "analysis_tail", "map")}
+    assert mapped == {"exit_status 'completed' → 'success'": ["t-conflict"], "exit_status 'Failed' → 'fail'": ["t-failed"]}
+    assert _finding(report, "second tail", "analysis_tail", "set aside")[0]["uids"] == ["t-failed-again"]
+    assert _finding(report, "exit_status", "analysis_tail", "flag")[0]["uids"] == ["t-odd"]
+    assert _finding(report, "data_reference_header", "data_reference", "flag")[0]["count"] == 2
+    assert "uid_1" in _finding(report, "index", "analysis_header", "create")[0]["detail"]
+    assert _finding(report, "layout", "meta", "record")
+
+
+def test_apply_fixes_keeps_every_original_and_is_idempotent(zero_db, mongo_uri):
+    """--apply makes the dry run's changes, keeps every removed or changed original, and a second run is a no-op."""
+    original = _snapshot(zero_db)
+    planned = _upgrade(zero_db, mongo_uri)
+    applied = _upgrade(zero_db, mongo_uri, "--apply")
+    assert applied["applied"] and applied["changes"] == planned["changes"]
+    assert applied["still_needed"] == [] and applied["layout_after"] == 1
+
+    for doc_type in ("analysis_header", "data_reference_header", "data_reference", "analysis_tail"):
+        uids = [d["uid"] for d in zero_db[doc_type].find()]
+        assert len(uids) == len(set(uids)), doc_type
+        assert zero_db[doc_type].index_information()["uid_1"]["unique"]
+    assert zero_db.meta.find_one({"_id": "layout"})["version"] == 1
+    assert zero_db.analysis_tail.find_one({"uid": "t-failed"})["exit_status"] == "fail"
+    assert zero_db.analysis_header.find_one({"uid": "h-conflict"})["provenance"]["params"] == {"smooth": 3}
+
+    # Nothing lost: each 0.x document is still stored as it was, kept aside, or a copy of one still stored.
+    aside = {entry["original"]["_id"]: entry for entry in zero_db.upgrade_aside.find({"original": {"$exists": True}})}
+    for doc_type in ("analysis_header", "data_reference_header", "data_reference", "analysis_tail"):
+        for doc in original[doc_type]:
+            if zero_db[doc_type].find_one(doc) is not None:
+                continue
+            if doc["_id"] in aside:
+                assert aside[doc["_id"]]["original"] == doc
+                continue
+            copy = {k: v for k, v in doc.items() if k != "_id"}
+            assert zero_db[doc_type].find_one(copy) is not None, doc
+    assert aside_reason(zero_db, "h-conflict") == "duplicate uid"
+    assert zero_db.upgrade_aside.find_one({"_id": {"$regex": "^mapped:analysis_tail:"}, "uid": "t-failed"}
+                                          )["original"]["exit_status"] == "Failed"
+
+    upgraded = _snapshot(zero_db)
+    again = _upgrade(zero_db, mongo_uri, "--apply")
+    assert again["change_count"] == 0 and not again["applied"] and again["changes"] == []
+    assert _snapshot(zero_db) == upgraded
+    assert {f["check"] for f in again["notices"]} == {"exit_status", "data_reference_header"}
+
+
+def aside_reason(db: Any, uid: str) -> str:
+    return db.upgrade_aside.find_one({"uid": uid, "check": {"$ne": "value"}})["check"]
+
+
+def test_upgraded_zero_database_serves_both_faces_and_takes_new_writes(zero_db, mongo_uri):
+    """After --apply, serve starts, every 0.x analysis reads back through v1 and the legacy face, and writes work."""
+    _upgrade(zero_db, mongo_uri, "--apply")
+    expected = zero_db.expected
+    with Serve("--mongo-uri", mongo_uri, "--database", zero_db.name) as service:
+        for uid in expected["headers"]:
+            view = requests.get(f"{service.url}/api/v1/analysis/{uid}", timeout=30)
+            assert view.status_code == 200, view.text
+            body = view.json()
+            if uid in expected["status"]:
+                assert body["status"] == expected["status"][uid]
+            for stream in body["streams"]:
+                assert stream["record_count"] == expected["streams"][stream["uid"]]
+            legacy = requests.get(f"{service.url}/analysis_header?" + json.dumps(
+                {"signature": "find_analysis_header", "payload": {"uid": uid}}), timeout=30)
+            assert [d["uid"] for d in legacy.json()] == [uid]
+        for stream, count in expected["streams"].items():
+            records = requests.get(f"{service.url}/data_reference?" + json.dumps(
+                {"signature": "find_data_reference", "payload": {"data_reference_header": stream}}), timeout=30)
+            assert len(records.json()) == count
+        notime = requests.get(f"{service.url}/api/v1/analysis_header/h-notime", timeout=30).json()
+        assert isinstance(notime["time"], float) and notime["provenance"] == {
+            "legacy_value": "uvvis v1.2 from the beamline notebook"}
+
+        # New writes: a record in a still-running 0.x analysis, a new analysis through the legacy face.
+        record = {"uid": "r-new", "data_reference_header": "s-empty", "time": 1.7e9, "seq_num": 3,
+                  "data": {"wavelength": 500, "absorbance": 0.1}, "timestamps": {"wavelength": 1.7e9}}
+        assert requests.post(f"{service.url}/api/v1/data_reference", json=record, timeout=30).status_code == 201
+        new = {"signature": "insert_analysis_header",
+               "payload": {"uid": "h-new", "time": 1.7e9, "provenance": {"analysis_name": "uvvis"}}}
+        assert requests.post(f"{service.url}/analysis_header", data=json.dumps(new), timeout=30).status_code == 200
+        assert requests.get(f"{service.url}/api/v1/analysis_header/h-new", timeout=30).status_code == 200
+        resent = {"uid": "h-clean", "time": 1_600_000_000.0, "project": "p1",
+                  "provenance": {"analysis_name": "uvvis", "params": {"smooth": 3}}}
+        again = requests.post(f"{service.url}/api/v1/analysis_header", json=resent, timeout=30)
+        assert again.status_code == 200 and again.json()["result"] == "already stored"
+
+
+def test_serve_initialises_an_empty_database(mongo, mongo_uri):
+    """serve on a new, empty database starts as before and records today's layout version."""
+    name = f"asst_new_{uuid.uuid4().hex[:12]}"
+    try:
+        with Serve("--mongo-uri", mongo_uri, "--database", name) as service:
+            assert requests.get(f"{service.url}/readyz", timeout=30).status_code == 200
+        assert mongo[name].meta.find_one({"_id": "layout"})["version"] == 1
+    finally:
+        mongo.drop_database(name)
+
+
+def test_serve_refuses_duplicates_that_appear_after_the_upgrade(mongo, mongo_uri):
+    """Duplicate uids the index build trips over give the same one-line refusal, not a traceback."""
+    name = f"asst_dup_{uuid.uuid4().hex[:12]}"
+    try:
+        mongo[name].meta.insert_one({"_id": "layout", "version": 1})
+        mongo[name].analysis_tail.insert_many([{"uid": "t", "exit_status": "success"} for _ in range(2)])
+        result = _cli("serve", "--port", "0", "--mongo-uri", mongo_uri, "--database", name)
+        lines = [line for line in result.stderr.splitlines() if line.strip()]
+        assert result.returncode != 0 and len(lines) == 1, result.stderr
+        assert "duplicates in analysis_tail" in lines[0] and "analysisstore upgrade --mongo-uri" in lines[0]
+    finally:
+        mongo.drop_database(name)
