@@ -1,19 +1,31 @@
 """`analysisstore upgrade`: a database written by the 0.x service, brought to today's layout."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
 import uuid
+from contextlib import redirect_stdout
+from datetime import datetime
 from typing import Any, Iterator
 
 import pytest
 import requests
 from pymongo import MongoClient
 
+from analysisstore.cli import main
+from analysisstore.store._upgrade_values import (
+    MISSING,
+    Unmappable,
+    map_data_keys,
+    map_exit_status,
+    map_parent_link,
+    map_provenance,
+    map_time,
+)
 from legacy_zero import fill_zero_database
 
-pytestmark = pytest.mark.subprocess
 
 
 def _cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -31,6 +43,7 @@ def zero_db(mongo: MongoClient) -> Iterator[Any]:
     mongo.drop_database(name)
 
 
+@pytest.mark.subprocess
 def test_serve_refuses_a_zero_database_with_one_line(zero_db, mongo_uri):
     """`serve` on an un-upgraded 0.x database exits non-zero with one line naming the upgrade command."""
     result = _cli("serve", "--port", "0", "--mongo-uri", mongo_uri, "--database", zero_db.name)
@@ -46,9 +59,12 @@ def test_serve_refuses_a_zero_database_with_one_line(zero_db, mongo_uri):
 
 
 def _upgrade(db: Any, mongo_uri: str, *extra: str) -> dict[str, Any]:
-    result = _cli("upgrade", "--mongo-uri", mongo_uri, "--database", db.name, "--json", *extra)
-    assert result.returncode == 0, result.stderr + result.stdout
-    return json.loads(result.stdout)
+    """`analysisstore upgrade ... --json` through the CLI's entry point, in this process (no import cost)."""
+    out = io.StringIO()
+    with redirect_stdout(out):
+        code = main(["upgrade", "--mongo-uri", mongo_uri, "--database", db.name, "--json", *extra])
+    assert code == 0, out.getvalue()
+    return json.loads(out.getvalue())
 
 
 def _snapshot(db: Any) -> dict[str, list[dict[str, Any]]]:
@@ -157,6 +173,7 @@ def aside_reason(db: Any, uid: str) -> str:
     return db.upgrade_aside.find_one({"uid": uid, "check": {"$ne": "value"}})["check"]
 
 
+@pytest.mark.subprocess
 def test_upgraded_zero_database_serves_both_faces_and_takes_new_writes(zero_db, mongo_uri):
     """After --apply, serve starts, every 0.x analysis reads back through v1 and the legacy face, and writes work."""
     _upgrade(zero_db, mongo_uri, "--apply")
@@ -195,6 +212,7 @@ def test_upgraded_zero_database_serves_both_faces_and_takes_new_writes(zero_db, 
         assert again.status_code == 200 and again.json()["result"] == "already stored"
 
 
+@pytest.mark.subprocess
 def test_serve_initialises_an_empty_database(mongo, mongo_uri):
     """serve on a new, empty database starts as before and records today's layout version."""
     name = f"asst_new_{uuid.uuid4().hex[:12]}"
@@ -206,6 +224,7 @@ def test_serve_initialises_an_empty_database(mongo, mongo_uri):
         mongo.drop_database(name)
 
 
+@pytest.mark.subprocess
 def test_serve_refuses_duplicates_that_appear_after_the_upgrade(mongo, mongo_uri):
     """Duplicate uids the index build trips over give the same one-line refusal, not a traceback."""
     name = f"asst_dup_{uuid.uuid4().hex[:12]}"
@@ -218,3 +237,129 @@ def test_serve_refuses_duplicates_that_appear_after_the_upgrade(mongo, mongo_uri
         assert "duplicates in analysis_tail" in lines[0] and "analysisstore upgrade --mongo-uri" in lines[0]
     finally:
         mongo.drop_database(name)
+
+
+# ---- the documented mappings, without a database ----------------------------------
+
+
+@pytest.mark.parametrize("value, expected", [
+    (1.5e9, None),
+    (1_500_000_000, None),
+    ("1500000000.5", (1_500_000_000.5, "number written as a string → number")),
+    ("2020-09-13T12:26:40+00:00", (1_600_000_000.0, None)),
+    (datetime(2020, 9, 13, 12, 26, 40), (1_600_000_000.0, None)),
+    (None, (42.0, None)),
+    (MISSING, (42.0, None)),
+    (float("nan"), (42.0, None)),
+    (True, (42.0, None)),
+])
+def test_time_mapping_table(value, expected):
+    """time: numbers stay; dates and numeric strings convert; anything else takes the ObjectId's time."""
+    mapped = map_time(value, inserted_at=42.0)
+    if expected is None:
+        assert mapped is None
+    else:
+        assert mapped[0] == expected[0]
+        assert expected[1] is None or mapped[1] == expected[1]
+
+
+def test_time_without_objectid_is_flagged():
+    """A time no rule maps, on a document without an ObjectId, is reported rather than invented."""
+    with pytest.raises(Unmappable):
+        map_time(None, inserted_at=None)
+
+
+@pytest.mark.parametrize("value, expected", [
+    ("success", None), ("fail", None), ("abort", None),
+    ("Completed", "success"), (" SUCCEEDED ", "success"), ("done", "success"),
+    ("failed", "fail"), ("Error", "fail"), ("aborted", "abort"), ("cancelled", "abort"),
+])
+def test_exit_status_mapping_table(value, expected):
+    """exit_status: today's three stay, the documented synonyms map (trimmed, any case)."""
+    mapped = map_exit_status(value)
+    assert (mapped[0] if mapped else None) == expected
+
+
+@pytest.mark.parametrize("value", ["paused", "", None, MISSING, 0, "timeout"])
+def test_exit_status_without_a_documented_meaning_is_flagged(value):
+    """An exit_status outside the table is never guessed; --exit-status OLD=NEW maps it explicitly."""
+    with pytest.raises(Unmappable):
+        map_exit_status(value)
+    if isinstance(value, str):
+        assert map_exit_status(value, {value: "abort"})[0] == "abort"
+
+
+def test_provenance_and_parent_link_mappings():
+    """Non-object provenance is wrapped, never dropped; a parent stored as a document becomes its uid."""
+    assert map_provenance({"a": 1}) is None
+    assert map_provenance("v1.2")[0] == {"legacy_value": "v1.2"}
+    assert map_provenance(["x"])[0] == {"legacy_value": ["x"]}
+    assert map_provenance(None)[0] == {}
+    assert map_parent_link("h1", "analysis_header") is None
+    assert map_parent_link({"uid": "h1", "time": 1.0}, "analysis_header")[0] == "h1"
+    with pytest.raises(Unmappable):
+        map_parent_link(MISSING, "data_reference_header")
+
+
+def test_data_keys_mapping():
+    """data_keys: named dtypes map, missing ones come from the records, undeclared used keys are declared."""
+    seen = {"x": {"integer", "number"}, "n": {"integer"}, "label": {"string"}}
+    mapped, problems = map_data_keys({"x": {"dtype": "float64", "units": "nm"}, "n": {}}, seen)
+    assert problems == []
+    assert mapped[0] == {"x": {"dtype": "number", "units": "nm"}, "n": {"dtype": "integer"},
+                         "label": {"dtype": "string"}}
+    assert map_data_keys({"x": {"dtype": "number"}}, {"x": {"number"}}) == (None, [])
+    assert map_data_keys({}, {})[1] == ["data_keys is empty and no record tells which keys the stream has"]
+    _, mixed = map_data_keys({"x": {"dtype": "number"}}, {"x": {"number", "string"}})
+    assert "declares dtype 'number' but records hold ['string']" in mixed[0]
+
+
+# ---- indexes the early 0.x service created ----------------------------------------
+
+
+def test_obstructive_zero_x_indexes_are_dropped_and_recorded(mongo):
+    """Early 0.x's unique index on a record's stream (one record per stream!) is dropped, its definition kept."""
+    from pymongo import DESCENDING
+
+    from analysisstore.store._upgrade import apply_plan, plan_upgrade
+
+    db = mongo[f"asst_idx_{uuid.uuid4().hex[:12]}"]
+    try:
+        # What the early 0.x AStore created at start-up.
+        db.analysis_header.create_index([("uid", DESCENDING)], unique=True)
+        db.data_reference.create_index([("uid", DESCENDING)], unique=True)
+        db.data_reference.create_index([("data_reference_header", DESCENDING)], unique=True)
+        db.data_reference.insert_one({"time": 1.0, "uid": "r0", "data_reference_header": "s",
+                                      "data": {}, "timestamps": {}})
+        plan = plan_upgrade(db)
+        assert [(c, n) for c, n, _ in plan.drop_indexes] == [("data_reference", "data_reference_header_-1")]
+        apply_plan(db, plan)
+        db.data_reference.insert_one({"time": 2.0, "uid": "r1", "data_reference_header": "s",
+                                      "data": {}, "timestamps": {}})
+        kept = db.upgrade_aside.find_one({"_id": "index:data_reference:data_reference_header_-1"})
+        assert kept["key"] == [["data_reference_header", -1]] and kept["definition"]["unique"]
+        assert "uid_-1" in db.analysis_header.index_information()  # unique on uid: harmless, left
+        assert plan_upgrade(db).change_count == 0
+    finally:
+        mongo.drop_database(db.name)
+
+
+# ---- the embedded database ---------------------------------------------------------
+
+
+@pytest.mark.subprocess
+def test_embedded_data_dir_is_refused_then_upgraded(tmp_path):
+    """Without --mongo-uri both serve and upgrade open the embedded database in --data-dir."""
+    from analysisstore.embedded import EmbeddedMongo
+
+    data_dir = tmp_path / "db"
+    with EmbeddedMongo(data_dir) as embedded, MongoClient(embedded.uri) as client:
+        fill_zero_database(client.analysisstore)
+    refused = _cli("serve", "--port", "0", "--data-dir", str(data_dir), "--log-level", "warning")
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr
+    assert f"analysisstore upgrade --data-dir {data_dir} --database analysisstore" in refused.stderr
+    applied = _cli("upgrade", "--data-dir", str(data_dir), "--apply", "--json")
+    assert applied.returncode == 0, applied.stderr
+    report = json.loads(applied.stdout)  # --apply re-reads the database: still_needed is what is left to do
+    assert report["applied"] and report["layout_after"] == 1 and report["still_needed"] == []
+    assert _finding(report, "duplicate uid", "analysis_header", "set aside")[0]["uids"] == ["h-conflict"]

@@ -14,6 +14,7 @@ import time
 from typing import Any
 
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
 
 from .._version import __version__
 from ..schemas import DOC_TYPES
@@ -61,8 +62,11 @@ async def check_layout(db: AsyncDatabase) -> None:
                 raise UpgradeRequired(
                     f"is in an older layout (it holds {', '.join(holding)} documents but no layout version: "
                     "written by analysisstore 0.x or before layout versions were recorded)")
-            await db[META_COLLECTION].update_one({"_id": _LAYOUT_ID}, {"$setOnInsert": layout_record()},
-                                                 upsert=True)
+            try:
+                await db[META_COLLECTION].update_one({"_id": _LAYOUT_ID}, {"$setOnInsert": layout_record()},
+                                                     upsert=True)
+            except DuplicateKeyError:
+                pass  # another worker initialised it at the same moment
             log.info("new database %r initialised at layout version %d", db.name, LAYOUT_VERSION)
             return
     version = layout.get("version")
