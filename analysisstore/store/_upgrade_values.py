@@ -137,6 +137,7 @@ def map_data_keys(data_keys: Any, seen: dict[str, set[str]]) -> tuple[tuple[dict
     for key, entry in list(declared.items()):
         if isinstance(entry, str):
             entry = {"dtype": entry}
+            rules.append("data_keys entry given as a bare dtype name → {\"dtype\": ...}")
         elif not isinstance(entry, dict):
             problems.append(f"data_keys[{key!r}] is {_show(entry)}, not a description")
             continue
