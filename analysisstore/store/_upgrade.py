@@ -18,10 +18,10 @@ import logging
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Any, Iterator
+from typing import Any, Iterable, Iterator
 
 from bson import ObjectId
-from pymongo import ASCENDING, IndexModel
+from pymongo import ASCENDING, DeleteOne, IndexModel, UpdateOne
 from pymongo.database import Database
 
 from .._version import __version__
@@ -92,9 +92,10 @@ class UpgradePlan:
 
     def note(self, check: str, doc_type: str, action: str, detail: str, uid: Any = None,
              list_all: bool = False, count: int = 1) -> None:
-        same_check = [k for k in self.findings if k[:3] == (check, doc_type, action)]
-        if (check, doc_type, action, detail) not in self.findings and len(same_check) >= _MAX_DETAILS:
-            detail = "other values of the same kind"
+        if (check, doc_type, action, detail) not in self.findings:
+            kinds = sum(1 for key in self.findings if key[:3] == (check, doc_type, action))
+            if kinds >= _MAX_DETAILS:
+                detail = "other values of the same kind"
         finding = self.findings.setdefault((check, doc_type, action, detail),
                                            Finding(check, doc_type, action, detail, list_all=list_all))
         finding.count += count
@@ -123,12 +124,6 @@ def _content(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "_id"}
 
 
-def _iter(db: Database, doc_type: str, skip: set[Any]) -> Iterator[dict[str, Any]]:
-    for doc in db[doc_type].find({}, batch_size=2_000).sort("_id", ASCENDING):
-        if doc["_id"] not in skip:
-            yield doc
-
-
 class _Planner:
     """One read-only pass over a database, filling an UpgradePlan."""
 
@@ -136,8 +131,7 @@ class _Planner:
         self.db = db
         self.exit_status_map = exit_status_map or {}
         self.plan = UpgradePlan(db.name)
-        self.removed: set[Any] = set()
-        self.uids: dict[str, set[str]] = {t: set() for t in DOC_TYPES}
+        self.uids: dict[str, set[str]] = {"analysis_header": set(), "data_reference_header": set()}
         #: uid → (stream as stored, fields to set, rules, flagged): finished once its records are seen
         self.streams: dict[str, tuple[dict[str, Any], dict[str, Any], list[str], bool]] = {}
         self.seen_dtypes: dict[str, dict[str, set[str]]] = defaultdict(lambda: defaultdict(set))
@@ -150,13 +144,10 @@ class _Planner:
             raise LayoutError(f"database {self.db.name!r} is at layout version {before}, newer than this "
                               f"analysisstore ({__version__}, layout {LAYOUT_VERSION}); run a newer analysisstore")
         names = set(self.db.list_collection_names())
-        for doc_type in DOC_TYPES:
-            if doc_type in names:
-                self._duplicates(doc_type)
-        self._documents("analysis_header", names)
+        self._documents("analysis_header", self._scan("analysis_header", names))
         self._tails(names)
-        self._documents("data_reference_header", names)
-        self._documents("data_reference", names)
+        self._documents("data_reference_header", self._scan("data_reference_header", names))
+        self._documents("data_reference", self._scan("data_reference", names))
         self._stream_keys()
         self._indexes(names)
         for name, what in _ZERO_X_EXTRAS.items():
@@ -170,30 +161,40 @@ class _Planner:
 
     # ---- duplicate uids -------------------------------------------------------
 
-    def _duplicates(self, doc_type: str) -> None:
-        groups = self.db[doc_type].aggregate([
-            {"$group": {"_id": "$uid", "n": {"$sum": 1}, "ids": {"$push": "$_id"}}},
-            {"$match": {"n": {"$gt": 1}}},
-        ], allowDiskUse=True)
-        for group in groups:
-            if not isinstance(group["_id"], str) or not group["_id"]:
-                continue  # documents without a usable uid are set aside one by one below
-            docs = sorted(self.db[doc_type].find({"_id": {"$in": group["ids"]}}), key=lambda d: d["_id"])
-            kept = docs[0]
-            for doc in docs[1:]:
-                self.removed.add(doc["_id"])
+    def _scan(self, doc_type: str, names: set[str]) -> Iterator[dict[str, Any]]:
+        """Every document of a collection once, duplicate uids resolved: one copy of each uid comes out.
+
+        The database counts the uids first; only the copies of duplicated uids
+        are held in memory until the scan ends. Of the copies, the first stored
+        (lowest ObjectId) is kept; identical later copies are collapsed, differing
+        ones set aside.
+        """
+        if doc_type not in names:
+            return
+        duplicated = {group["_id"] for group in self.db[doc_type].aggregate([
+            {"$group": {"_id": "$uid", "n": {"$sum": 1}}}, {"$match": {"n": {"$gt": 1}}},
+        ], allowDiskUse=True) if isinstance(group["_id"], str) and group["_id"]}
+        held: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        for doc in self.db[doc_type].find({}, batch_size=2_000):
+            if duplicated and doc.get("uid") in duplicated:
+                held[doc["uid"]].append(doc)
+            else:
+                yield doc
+        for uid, copies in held.items():
+            copies.sort(key=lambda d: d["_id"])
+            kept = copies[0]
+            for doc in copies[1:]:
                 if _content(doc) == _content(kept):
                     self.plan.collapse[doc_type].append(doc["_id"])
-                    self.plan.note("duplicate uid", doc_type, "collapse",
-                                   "re-sent identical copies: one is kept", group["_id"])
+                    self.plan.note("duplicate uid", doc_type, "collapse", "re-sent identical copies: one is kept", uid)
                 else:
                     self._set_aside(doc_type, doc, "duplicate uid",
                                     "same uid, different content: the first stored is kept, "
                                     "the others are set aside", kept=kept["_id"], list_all=True)
+            yield kept
 
     def _set_aside(self, doc_type: str, doc: dict[str, Any], check: str, reason: str, kept: Any = None,
                    list_all: bool = False) -> None:
-        self.removed.add(doc["_id"])
         entry = {"_id": f"{check}:{doc_type}:{doc['_id']}", "check": check, "collection": doc_type,
                  "uid": doc.get("uid"), "reason": reason, "kept": kept}
         self.plan.aside.append((doc_type, doc, entry))
@@ -203,15 +204,19 @@ class _Planner:
 
     def _tails(self, names: set[str]) -> None:
         """One tail per analysis: the first stored stays, later ones are set aside."""
-        if "analysis_tail" not in names:
-            return
         first_tail: dict[str, Any] = {}
-        for tail in _iter(self.db, "analysis_tail", self.removed):
+        tails = sorted(self._scan("analysis_tail", names), key=lambda d: d["_id"])
+        staying = []
+        for tail in tails:
+            if not isinstance(tail.get("uid"), str) or not tail["uid"]:
+                staying.append(tail)  # set aside as uid-less below; it does not count as the tail
+                continue
             link = tail.get("analysis_header", MISSING)
             try:
                 mapped = map_parent_link(link, "analysis_header")
             except Unmappable:
-                continue  # reported when the tail's values are checked
+                staying.append(tail)  # reported when the tail's values are checked
+                continue
             header = mapped[0] if mapped else link
             if header in first_tail:
                 self._set_aside("analysis_tail", tail, "second tail",
@@ -219,18 +224,18 @@ class _Planner:
                                 kept=first_tail[header])
             else:
                 first_tail[header] = tail["_id"]
-        self._documents("analysis_tail", names)
+                staying.append(tail)
+        self._documents("analysis_tail", staying)
 
-    def _documents(self, doc_type: str, names: set[str]) -> None:
-        if doc_type not in names:
-            return
-        for doc in _iter(self.db, doc_type, self.removed):
+    def _documents(self, doc_type: str, docs: Iterable[dict[str, Any]]) -> None:
+        for doc in docs:
             uid = doc.get("uid")
             if not isinstance(uid, str) or not uid:
                 self._set_aside(doc_type, doc, "no uid",
                                 f"uid {uid!r}: no document can refer to it" if "uid" in doc else "no uid at all")
                 continue
-            self.uids[doc_type].add(uid)
+            if doc_type in self.uids:  # only parents: a record's uid is never looked up
+                self.uids[doc_type].add(uid)
             changes, rules, flagged = self._map_values(doc_type, doc)
             if doc_type == "data_reference_header":
                 self.streams[uid] = (doc, changes, rules, flagged)
@@ -349,35 +354,52 @@ def plan_upgrade(db: Database, exit_status_map: dict[str, str] | None = None) ->
     return _Planner(db, exit_status_map).run()
 
 
+def _write(db: Database, collection: str, ops: list[Any], batch: int = 500) -> None:
+    """Unordered bulk writes in batches (one round trip per batch, not per document)."""
+    for start in range(0, len(ops), batch):
+        db[collection].bulk_write(ops[start:start + batch], ordered=False)
+
+
+def _by_collection(updates: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]]) -> dict[str, list[Any]]:
+    grouped: dict[str, list[Any]] = defaultdict(list)
+    for collection, doc, changes, _ in updates:
+        grouped[collection].append(UpdateOne({"_id": doc["_id"]}, {"$set": changes}))
+    return grouped
+
+
 def apply_plan(db: Database, plan: UpgradePlan, now: float | None = None) -> None:
     """Make the plan's writes, keeping every original in ``upgrade_aside`` before changing or removing it.
 
-    The order makes an interrupted run safe to repeat: an aside entry is
-    written (insert-once, keyed by the document's ObjectId) before its
-    document is removed or changed, and the layout is recorded last.
+    The order makes an interrupted run safe to repeat: every aside entry is
+    written (insert-once, keyed by the document's ObjectId) before any
+    document is changed or removed, and the layout is recorded last.
     """
     now = time.time() if now is None else now
-    aside = db[ASIDE_COLLECTION]
     stamp = {"at": now, "by": f"analysisstore {__version__}"}
 
-    def keep(entry_id: str, fields: dict[str, Any]) -> None:
-        aside.update_one({"_id": entry_id}, {"$setOnInsert": {**fields, **stamp}}, upsert=True)
+    def keep(entry_id: str, fields: dict[str, Any]) -> UpdateOne:
+        return UpdateOne({"_id": entry_id}, {"$setOnInsert": {**fields, **stamp}}, upsert=True)
 
     for collection, name, info in plan.drop_indexes:
-        keep(f"index:{collection}:{name}", {"check": "index", "collection": collection, "name": name,
-                                            "definition": {k: v for k, v in info.items() if k != "key"},
-                                            "key": [list(pair) for pair in info["key"]]})
+        _write(db, ASIDE_COLLECTION, [keep(f"index:{collection}:{name}", {
+            "check": "index", "collection": collection, "name": name,
+            "definition": {k: v for k, v in info.items() if k != "key"},
+            "key": [list(pair) for pair in info["key"]]})])
         db[collection].drop_index(name)
-    for collection, doc, entry in plan.aside:
-        keep(entry["_id"], {**{k: v for k, v in entry.items() if k != "_id"}, "original": doc})
-        db[collection].delete_one({"_id": doc["_id"]})
+    _write(db, ASIDE_COLLECTION, [keep(entry["_id"], {**{k: v for k, v in entry.items() if k != "_id"},
+                                                      "original": doc}) for _, doc, entry in plan.aside])
+    _write(db, ASIDE_COLLECTION, [keep(f"mapped:{collection}:{doc['_id']}", {
+        "check": "value", "collection": collection, "uid": doc.get("uid"), "rules": rules, "original": doc})
+        for collection, doc, _, rules in plan.updates])
+    removals: dict[str, list[Any]] = defaultdict(list)
+    for collection, doc, _ in plan.aside:
+        removals[collection].append(DeleteOne({"_id": doc["_id"]}))
     for collection, ids in plan.collapse.items():
-        for start in range(0, len(ids), 1_000):
-            db[collection].delete_many({"_id": {"$in": ids[start:start + 1_000]}})
-    for collection, doc, changes, rules in plan.updates:
-        keep(f"mapped:{collection}:{doc['_id']}", {"check": "value", "collection": collection,
-                                                   "uid": doc.get("uid"), "rules": rules, "original": doc})
-        db[collection].update_one({"_id": doc["_id"]}, {"$set": changes})
+        removals[collection].extend(DeleteOne({"_id": oid}) for oid in ids)
+    for collection, changes in _by_collection(plan.updates).items():
+        _write(db, collection, changes)
+    for collection, ops in removals.items():
+        _write(db, collection, ops)
     for collection, models in plan.create_indexes.items():
         db[collection].create_indexes(models)
     if plan.stamp:
