@@ -363,3 +363,45 @@ def test_embedded_data_dir_is_refused_then_upgraded(tmp_path):
     report = json.loads(applied.stdout)  # --apply re-reads the database: still_needed is what is left to do
     assert report["applied"] and report["layout_after"] == 1 and report["still_needed"] == []
     assert _finding(report, "duplicate uid", "analysis_header", "set aside")[0]["uids"] == ["h-conflict"]
+
+
+def test_operator_maps_an_unknown_exit_status_explicitly(zero_db, mongo_uri):
+    """--exit-status OLD=NEW maps a value the table leaves alone; the original is kept aside."""
+    report = _upgrade(zero_db, mongo_uri, "--apply", "--exit-status", "paused=abort")
+    assert {"exit_status 'paused' → 'abort' (given with --exit-status)"} <= {
+        f["detail"] for f in _finding(report, "value", "analysis_tail", "map")}
+    assert zero_db.analysis_tail.find_one({"uid": "t-odd"})["exit_status"] == "abort"
+    kept = zero_db.upgrade_aside.find_one({"check": "value", "uid": "t-odd"})
+    assert kept["original"]["exit_status"] == "paused"
+
+
+@pytest.mark.parametrize("layout, refused", [(None, True), (0, True), (1, False), (2, True)])
+def test_layout_check_at_start_up(mongo, mongo_uri, layout, refused):
+    """serve's start-up check: only today's layout version passes a database that holds documents."""
+    import asyncio
+
+    from analysisstore.store import Store
+    from analysisstore.upgrade import LayoutError, check_layout
+
+    name = f"asst_layout_{uuid.uuid4().hex[:12]}"
+    mongo[name].analysis_header.insert_one({"uid": "h", "time": 1.0, "provenance": {}})
+    if layout is not None:
+        mongo[name].meta.insert_one({"_id": "layout", "version": layout})
+
+    async def check() -> str | None:
+        store = Store.connect(mongo_uri, name)
+        try:
+            await check_layout(store.db)
+        except LayoutError as exc:
+            return str(exc)
+        finally:
+            await store.close()
+        return None
+
+    try:
+        problem = asyncio.run(check())
+        assert (problem is not None) == refused, problem
+        if layout == 2:
+            assert "newer than this analysisstore" in problem
+    finally:
+        mongo.drop_database(name)
