@@ -147,17 +147,7 @@ def test_apply_fixes_keeps_every_original_and_is_idempotent(zero_db, mongo_uri):
     assert zero_db.analysis_tail.find_one({"uid": "t-failed"})["exit_status"] == "fail"
     assert zero_db.analysis_header.find_one({"uid": "h-conflict"})["provenance"]["params"] == {"smooth": 3}
 
-    # Nothing lost: each 0.x document is still stored as it was, kept aside, or a copy of one still stored.
-    aside = {entry["original"]["_id"]: entry for entry in zero_db.upgrade_aside.find({"original": {"$exists": True}})}
-    for doc_type in ("analysis_header", "data_reference_header", "data_reference", "analysis_tail"):
-        for doc in original[doc_type]:
-            if zero_db[doc_type].find_one(doc) is not None:
-                continue
-            if doc["_id"] in aside:
-                assert aside[doc["_id"]]["original"] == doc
-                continue
-            copy = {k: v for k, v in doc.items() if k != "_id"}
-            assert zero_db[doc_type].find_one(copy) is not None, doc
+    _assert_nothing_lost(zero_db, original)
     assert aside_reason(zero_db, "h-conflict") == "duplicate uid"
     assert zero_db.upgrade_aside.find_one({"_id": {"$regex": "^mapped:analysis_tail:"}, "uid": "t-failed"}
                                           )["original"]["exit_status"] == "Failed"
@@ -167,6 +157,22 @@ def test_apply_fixes_keeps_every_original_and_is_idempotent(zero_db, mongo_uri):
     assert again["change_count"] == 0 and not again["applied"] and again["changes"] == []
     assert _snapshot(zero_db) == upgraded
     assert {f["check"] for f in again["notices"]} == {"exit_status", "data_reference_header"}
+
+
+def _assert_nothing_lost(db: Any, original: dict[str, list[dict[str, Any]]]) -> None:
+    """Each 0.x document is still stored as it was, kept aside exactly once, or a copy of one still stored."""
+    entries = list(db.upgrade_aside.find({"original": {"$exists": True}}))
+    aside: dict[Any, list[dict[str, Any]]] = {}
+    for entry in entries:
+        aside.setdefault(entry["original"]["_id"], []).append(entry)
+    for doc_type in ("analysis_header", "data_reference_header", "data_reference", "analysis_tail"):
+        for doc in original[doc_type]:
+            kept = aside.get(doc["_id"], [])
+            assert len(kept) <= 1 and all(entry["original"] == doc for entry in kept), doc
+            if kept or db[doc_type].find_one(doc) is not None:
+                continue
+            copy = {k: v for k, v in doc.items() if k != "_id"}
+            assert db[doc_type].find_one(copy) is not None, doc
 
 
 def aside_reason(db: Any, uid: str) -> str:
@@ -405,3 +411,43 @@ def test_layout_check_at_start_up(mongo, mongo_uri, layout, refused):
             assert "newer than this analysisstore" in problem
     finally:
         mongo.drop_database(name)
+
+
+@pytest.mark.subprocess
+def test_apply_interrupted_by_a_database_error_completes_when_run_again(tmp_path):
+    """A database error half-way through --apply (a real failpoint) loses nothing; running it again finishes."""
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen([sys.executable, "-m", "secantus", "--host", "127.0.0.1", "--port", str(port),
+                               "--storage-path", str(tmp_path / "db"), "--enable-test-commands",
+                               "--log-level", "WARNING"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    uri = f"mongodb://127.0.0.1:{port}/?directConnection=true"
+    try:
+        with MongoClient(uri, serverSelectionTimeoutMS=60_000) as client:
+            client.admin.command("ping")  # waits (server selection) until the database answers
+            db = client.zero
+            fill_zero_database(db)
+            original = _snapshot(db)
+            # The upgrade's first delete (one collection's removals) goes through, the next one fails.
+            client.admin.command("configureFailPoint", "failCommand", mode={"skip": 1, "times": 1}, data={
+                "failCommands": ["delete"], "errorCode": 2, "appName": "analysisstore-upgrade"})
+            out = io.StringIO()
+            with redirect_stdout(out):
+                assert main(["upgrade", "--mongo-uri", uri, "--database", "zero", "--apply"]) == 1
+            assert db.analysis_header.count_documents({"uid": "h-clean"}) == 1  # the first removals happened
+            assert db.data_reference.count_documents({"uid": "r-clean-0"}) == 2  # later ones did not
+            assert db.analysis_tail.find_one({"uid": "t-failed"})["exit_status"] == "Failed"
+            assert db.meta.find_one({"_id": "layout"}) is None
+            _assert_nothing_lost(db, original)
+
+            report = _upgrade(db, uri, "--apply")
+            assert report["applied"] and report["still_needed"] == []
+            _assert_nothing_lost(db, original)
+            assert db.analysis_header.count_documents({"uid": "h-clean"}) == 1
+            assert _upgrade(db, uri)["change_count"] == 0
+    finally:
+        server.terminate()
+        server.wait(60)

@@ -396,10 +396,11 @@ def apply_plan(db: Database, plan: UpgradePlan, now: float | None = None) -> Non
         removals[collection].append(DeleteOne({"_id": doc["_id"]}))
     for collection, ids in plan.collapse.items():
         removals[collection].extend(DeleteOne({"_id": oid}) for oid in ids)
-    for collection, changes in _by_collection(plan.updates).items():
-        _write(db, collection, changes)
+    # Removals before value changes: an interrupted run leaves copies that still compare identical.
     for collection, ops in removals.items():
         _write(db, collection, ops)
+    for collection, changes in _by_collection(plan.updates).items():
+        _write(db, collection, changes)
     for collection, models in plan.create_indexes.items():
         db[collection].create_indexes(models)
     if plan.stamp:
