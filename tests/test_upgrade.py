@@ -381,9 +381,16 @@ def test_operator_maps_an_unknown_exit_status_explicitly(zero_db, mongo_uri):
     assert kept["original"]["exit_status"] == "paused"
 
 
-@pytest.mark.parametrize("layout, refused", [(None, True), (0, True), (1, False), (2, True)])
-def test_layout_check_at_start_up(mongo, mongo_uri, layout, refused):
-    """serve's start-up check: only today's layout version passes a database that holds documents."""
+@pytest.mark.parametrize("layout, tail, refused", [
+    (None, {"exit_status": "success"}, False),  # filled by an older analysisstore: recorded, served
+    (None, {"exit_status": "paused"}, True),    # what only 0.x stored
+    (None, {"exit_status": "success", "analysis_header": {"uid": "h"}}, True),
+    (0, {"exit_status": "success"}, True),
+    (1, {"exit_status": "paused"}, False),      # recorded: not probed again
+    (2, {"exit_status": "success"}, True),
+])
+def test_layout_check_at_start_up(mongo, mongo_uri, layout, tail, refused):
+    """serve's start-up check: today's layout passes; an unrecorded database is probed once for 0.x signs."""
     import asyncio
 
     from analysisstore.store import Store
@@ -391,6 +398,7 @@ def test_layout_check_at_start_up(mongo, mongo_uri, layout, refused):
 
     name = f"asst_layout_{uuid.uuid4().hex[:12]}"
     mongo[name].analysis_header.insert_one({"uid": "h", "time": 1.0, "provenance": {}})
+    mongo[name].analysis_tail.insert_one({"uid": "t", "time": 2.0, "analysis_header": "h", **tail})
     if layout is not None:
         mongo[name].meta.insert_one({"_id": "layout", "version": layout})
 
@@ -409,6 +417,9 @@ def test_layout_check_at_start_up(mongo, mongo_uri, layout, refused):
         assert (problem is not None) == refused, problem
         if layout == 2:
             assert "newer than this analysisstore" in problem
+        if layout is None and not refused:
+            assert mongo[name].meta.find_one({"_id": "layout"})["version"] == 1
+            assert mongo[name].analysis_tail.index_information()["uid_1"]["unique"]
     finally:
         mongo.drop_database(name)
 

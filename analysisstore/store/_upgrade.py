@@ -29,7 +29,14 @@ from ..documents import prepare
 from ..errors import AnalysisStoreError
 from ..schemas import DOC_TYPES, PARENT_FIELD
 from ._common import index_models
-from ._layout import ASIDE_COLLECTION, LAYOUT_VERSION, META_COLLECTION, LayoutError, layout_record
+from ._layout import (
+    ASIDE_COLLECTION,
+    LAYOUT_VERSION,
+    META_COLLECTION,
+    LayoutError,
+    layout_record,
+    obstructive_unique_index,
+)
 from ._upgrade_values import (
     MISSING,
     Unmappable,
@@ -325,18 +332,11 @@ class _Planner:
                 self.plan.create_indexes[collection] = missing
                 self.plan.note("index", collection, "create",
                                f"missing: {', '.join(m.document['name'] for m in missing)}", count=len(missing))
-            ours = {tuple(m.document["key"].items()) for m in models} | {(("_id", 1),)}
             for name, info in existing.items():
-                key = tuple(info["key"])
-                if key in ours:
-                    continue
-                if info.get("unique") and [f for f, _ in key] != ["uid"]:
+                if obstructive_unique_index(collection, info):
                     self.plan.drop_indexes.append((collection, name, info))
                     self.plan.note("index", collection, "drop",
                                    f"0.x unique index {name} would refuse valid writes (definition kept aside)")
-                else:
-                    self.plan.note("index", collection, "flag", f"index {name} is not used by this version; "
-                                   "harmless, left as it is")
 
 
 def _schema_problem(doc_type: str, doc: dict[str, Any]) -> str | None:
