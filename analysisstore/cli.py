@@ -73,6 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_reproduce(sub)
     _add_analyze(sub)
     _add_close_stale(sub)
+    from .upgrade import add_upgrade_parser
+
+    add_upgrade_parser(sub)
     return parser
 
 
@@ -565,6 +568,11 @@ def main(argv: list[str] | None = None) -> int:
         return _run_serve(args)
     if args.command == "token":
         return _run_token(args)
+    if args.command == "upgrade":
+        from .upgrade import run_upgrade
+
+        logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
+        return run_upgrade(args)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.command == "status":

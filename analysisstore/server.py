@@ -34,15 +34,20 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
 
     from .app import make_app  # after PROMETHEUS_MULTIPROC_DIR is set
     from .store import Store
+    from .upgrade import LayoutError, check_layout, refusal_line
 
     store = Store.for_service(config, mongo_uri)
     try:
+        await check_layout(store.db)
         await store.ensure_indexes()
         if not config.cursor_secret:  # made or read now, so a database that cannot keep it fails at start
             await store.cursor_secret()
     except DatabaseUnavailable:
         await store.close()
         raise SystemExit(f"cannot reach the database at {mongo_uri}; is it running?") from None
+    except LayoutError as exc:
+        await store.close()
+        raise SystemExit(refusal_line(exc, config)) from None
     except RuntimeError as exc:
         await store.close()
         raise SystemExit(str(exc)) from None

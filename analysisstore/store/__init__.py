@@ -11,6 +11,7 @@ import logging
 from typing import TYPE_CHECKING, Any, AsyncIterator
 
 from pymongo import ASCENDING, AsyncMongoClient
+from pymongo.errors import DuplicateKeyError
 
 from ..schemas import DOC_TYPES
 from ._common import (
@@ -28,6 +29,7 @@ from ._common import (
 from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
 from ._files import AttachmentStore, Upload
+from ._layout import UpgradeRequired
 from ._reads import ReadsMixin
 from ._service import ServiceMixin
 from ._updates import UpdatesMixin
@@ -82,10 +84,15 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
             await self.client.admin.command("ping")
 
     async def ensure_indexes(self) -> None:
-        """Create every index once, at startup (idempotent)."""
+        """Create every index once, at startup (idempotent); UpgradeRequired if stored uids are not unique."""
         with _database_errors():
             for doc_type in DOC_TYPES:
-                await self.db[doc_type].create_indexes(index_models(doc_type))
+                try:
+                    await self.db[doc_type].create_indexes(index_models(doc_type))
+                except DuplicateKeyError as exc:
+                    key = (exc.details or {}).get("keyValue")
+                    raise UpgradeRequired(f"holds duplicates in {doc_type} ({key}), as the 0.x service stored "
+                                          "re-sent documents") from None
             await self.db.revisions.create_index(
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
