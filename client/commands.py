@@ -502,7 +502,7 @@ class AnalysisClient:
             "POST", f"api/v1/analysis/{quote(_uid_of(analysis_header), safe='')}/files",
             params={"name": name, "sha256": digest.hexdigest()}, data=handle,
             headers={"Content-Type": content_type})
-        return ujson.loads(response.content)["uid"]
+        return loads(response.content)["uid"]
 
     def get_file(self, file_uid: str, dest: Any) -> dict[str, Any]:
         """Download a file to ``dest`` (a path, or a binary file object), checking its sha256; its document."""
