@@ -42,9 +42,10 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
         await store.close()
         raise SystemExit(f"cannot reach the database at {mongo_uri}; is it running?") from None
     app = make_app(store, config)
-    # The body limit is enforced per request by the handlers (JSON 413);
-    # the transport limit only has to be above it.
-    server = HTTPServer(app, max_body_size=config.max_body_bytes + 1, idle_connection_timeout=120)
+    # Body limits are enforced per route by the handlers while the body streams in (JSON 413).
+    # The idle timeout also bounds how long the headers may take to arrive.
+    server = HTTPServer(app, max_body_size=config.max_body_bytes + 1, body_timeout=config.body_timeout_seconds,
+                        idle_connection_timeout=config.idle_timeout_seconds)
     server.add_sockets(sockets or bind_sockets(config.port, config.host))
     log.info("analysisstore listening on http://%s:%d (database %r, auth %s)", config.host, config.port,
              config.database, "on" if config.auth_enabled else "off")

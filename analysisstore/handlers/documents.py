@@ -1,11 +1,13 @@
 """v1 REST endpoints for the four document types: write, get by uid, list, search, stream."""
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
 
-from ..changes import Changes
+from ..changes import REVISION_FIELD, Changes
 from ..errors import BadRequest, MethodNotAllowed
 from ..ingest import ingest
 from ..queries import (
@@ -26,6 +28,7 @@ __all__ = ["routes", "DOC_TYPE_PATTERN", "NDJSON"]
 
 DOC_TYPE_PATTERN = "(" + "|".join(DOC_TYPES) + ")"
 NDJSON = "application/x-ndjson"
+log = logging.getLogger(__name__)
 UPDATABLE = ("analysis_header", "analysis_tail")
 _SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor", "offset", "include_count", "latest",
                           "fields", "status"})
@@ -84,8 +87,25 @@ class PagingHandler(BaseHandler):
                     if remaining is not None:
                         remaining -= len(batch)
                     self.write("".join(dumps(doc) + "\n" for doc in batch))
-                    await self.flush()
+                    if not await self._flush_or_abandon():
+                        return
         self.finish()
+
+
+    async def _flush_or_abandon(self) -> bool:
+        """Send what is written; False (connection closed) when the client read nothing for too long.
+
+        A client that stops reading would otherwise hold the database cursor
+        and the batches in flight for as long as it keeps the socket open.
+        """
+        try:
+            await asyncio.wait_for(self.flush(), self.config.stream_stall_seconds)
+            return True
+        except asyncio.TimeoutError:
+            log.warning("%s %s: client read nothing for %.0fs; stream aborted [%s]", self.request.method,
+                        self.request.path, self.config.stream_stall_seconds, self.request_id)
+            self.request.connection.close()
+            return False
 
 
 class DocumentCollectionHandler(PagingHandler):
@@ -125,6 +145,9 @@ class SearchHandler(PagingHandler):
 
     scopes = {"POST": "read"}  # a search only reads
 
+    def body_limit(self) -> int:
+        return self.config.max_query_bytes
+
     async def post(self, doc_type: str) -> None:
         body = self.json_body()
         if not isinstance(body, dict):
@@ -143,6 +166,9 @@ class SearchHandler(PagingHandler):
 class DocumentHandler(BaseHandler):
     """``GET /api/v1/{doc_type}/{uid}``; ``PATCH`` for headers and tails (``{"$set": ..., "$unset": [...]}``)."""
 
+    def body_limit(self) -> int:
+        return self.config.max_query_bytes  # a PATCH carries a few fields, never documents
+
     async def get(self, doc_type: str, uid: str) -> None:
         self.write_json(await self.store.get(doc_type, uid))
 
@@ -151,7 +177,10 @@ class DocumentHandler(BaseHandler):
             raise MethodNotAllowed(f"{doc_type} documents are immutable; only analysis_header and "
                                    "analysis_tail can be updated")
         changes = Changes.parse(self.json_body())
-        self.write_json(await self.store.update(doc_type, uid, changes, self.request_id))
+        updated = await self.store.update(doc_type, uid, changes, self.request_id)
+        if not self.may_read:  # a write-only token must not read documents through the answer
+            updated = {"uid": updated["uid"], REVISION_FIELD: updated[REVISION_FIELD]}
+        self.write_json(updated)
 
 
 routes = [
