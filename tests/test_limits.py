@@ -4,6 +4,8 @@ from __future__ import annotations
 import json
 import socket
 import time
+import uuid
+from urllib.parse import quote
 
 import pytest
 import requests
@@ -110,8 +112,9 @@ def test_a_filter_within_the_budget_passes():
     assert check_filter(filt) is filt
 
 
-def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mongo):
-    """A client that stops reading an NDJSON stream is cut off after stream_stall_seconds and its cursor closed."""
+@pytest.mark.parametrize("face", ["ndjson", "legacy"])
+def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mongo, face):
+    """A client that stops reading a stream (NDJSON, legacy find) is cut off after stream_stall_seconds; cursor closed."""
     service = start_service(stream_stall_seconds=1.0)
     baseline = _open_cursors(mongo)
     if baseline is None:
@@ -130,9 +133,14 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
     sock.settimeout(30)
     sock.connect(("127.0.0.1", service.port))
     with sock:
-        body = json.dumps({"filter": {"data_reference_header": stream["uid"]}}).encode()
-        sock.sendall(f"POST /api/v1/data_reference/search HTTP/1.1\r\nHost: t\r\nAccept: application/x-ndjson\r\n"
-                     f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        if face == "ndjson":
+            body = json.dumps({"filter": {"data_reference_header": stream["uid"]}}).encode()
+            sock.sendall(f"POST /api/v1/data_reference/search HTTP/1.1\r\nHost: t\r\nAccept: application/x-ndjson"
+                         f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
+        else:
+            query = quote(json.dumps({"signature": "find_data_reference",
+                                      "payload": {"data_reference_header": stream["uid"]}}))
+            sock.sendall(f"GET /data_reference?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the stream started; now read nothing more
         assert _open_cursors(mongo) > baseline
         deadline = time.monotonic() + 30
@@ -142,13 +150,14 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
 
 
 @pytest.mark.subprocess
-def test_serve_closes_idle_and_slow_connections(mongo_uri, monkeypatch):
+def test_serve_closes_idle_and_slow_connections(mongo_uri, mongo, monkeypatch):
     """`analysisstore serve` applies idle_timeout_seconds (slow headers) and body_timeout_seconds (slow body)."""
     from test_serve import Serve
 
     monkeypatch.setenv("ASST_IDLE_TIMEOUT_SECONDS", "0.5")
     monkeypatch.setenv("ASST_BODY_TIMEOUT_SECONDS", "0.5")
-    server = Serve("--mongo-uri", mongo_uri, "--database", "asst_limits_serve", "--log-level", "WARNING")
+    name = f"asst_limits_{uuid.uuid4().hex[:10]}"
+    server = Serve("--mongo-uri", mongo_uri, "--database", name, "--log-level", "WARNING")
     try:
         server.wait_ready()
         for head, body in (("GET /healthz HTTP/1.1\r\nHost: t", b""),  # headers never finished
@@ -161,3 +170,4 @@ def test_serve_closes_idle_and_slow_connections(mongo_uri, monkeypatch):
                 assert time.monotonic() - started < 10
     finally:
         server.terminate()
+        mongo.drop_database(name)

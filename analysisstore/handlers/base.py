@@ -1,6 +1,7 @@
 """The base handler: dependencies from app settings, bounded bodies, one JSON error body."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from http import HTTPStatus
@@ -229,6 +230,21 @@ class BaseHandler(RequestHandler):
             return ujson.loads(body)
         except (ValueError, OverflowError) as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+    async def flush_or_abandon(self) -> bool:
+        """Send what is written; False, with the connection closed, when the client read nothing for too long.
+
+        A streamed read whose client stops reading would otherwise hold its
+        database cursor and the batches in flight for as long as the socket stays open.
+        """
+        try:
+            await asyncio.wait_for(self.flush(), self.config.stream_stall_seconds)
+            return True
+        except asyncio.TimeoutError:
+            log.warning("%s %s: the client read nothing for %.0fs; stream aborted [%s]", self.request.method,
+                        self.request.path, self.config.stream_stall_seconds, self.request_id)
+            self.request.connection.close()
+            return False
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -1,8 +1,6 @@
 """v1 REST endpoints for the four document types: write, get by uid, list, search, stream."""
 from __future__ import annotations
 
-import asyncio
-import logging
 from contextlib import aclosing
 from typing import Any
 from urllib.parse import urlencode
@@ -28,7 +26,6 @@ __all__ = ["routes", "DOC_TYPE_PATTERN", "NDJSON"]
 
 DOC_TYPE_PATTERN = "(" + "|".join(DOC_TYPES) + ")"
 NDJSON = "application/x-ndjson"
-log = logging.getLogger(__name__)
 UPDATABLE = ("analysis_header", "analysis_tail")
 _SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor", "offset", "include_count", "latest",
                           "fields", "status"})
@@ -87,25 +84,9 @@ class PagingHandler(BaseHandler):
                     if remaining is not None:
                         remaining -= len(batch)
                     self.write("".join(dumps(doc) + "\n" for doc in batch))
-                    if not await self._flush_or_abandon():
+                    if not await self.flush_or_abandon():
                         return
         self.finish()
-
-
-    async def _flush_or_abandon(self) -> bool:
-        """Send what is written; False (connection closed) when the client read nothing for too long.
-
-        A client that stops reading would otherwise hold the database cursor
-        and the batches in flight for as long as it keeps the socket open.
-        """
-        try:
-            await asyncio.wait_for(self.flush(), self.config.stream_stall_seconds)
-            return True
-        except asyncio.TimeoutError:
-            log.warning("%s %s: client read nothing for %.0fs; stream aborted [%s]", self.request.method,
-                        self.request.path, self.config.stream_stall_seconds, self.request_id)
-            self.request.connection.close()
-            return False
 
 
 class DocumentCollectionHandler(PagingHandler):
