@@ -167,8 +167,13 @@ SETTINGS: dict[str, Setting] = {
     "log_format": Setting(_choice("text", "json"), "log line format"),
     "log_file": Setting(_optional_path, "log to this file instead of stderr"),
     "max_body_bytes": Setting(_int(1024), "largest request body (413 above)"),
+    "max_query_bytes": Setting(_int(1024), "largest body of a request that only asks (search, PATCH) (413 above)"),
     "max_bulk_items": Setting(_int(1), "most documents in one bulk request (413 above)"),
     "max_file_bytes": Setting(_int(1), "largest file attached to an analysis (413 above)"),
+    "body_timeout_seconds": Setting(_float(0.01), "close a connection whose request body takes longer than this"),
+    "idle_timeout_seconds": Setting(_float(0.01), "close a connection idle (or sending headers) this long"),
+    "stream_stall_seconds": Setting(_float(0.01), "abort a streamed read, freeing its database cursor, when "
+                                    "the client reads nothing for this long"),
     "query_max_time_ms": Setting(_int(1), "database time limit of a query answered as one page"),
     "stream_max_time_ms": Setting(_int(1), "database time limit of a streamed read (NDJSON, bundle download)"),
     "db_timeout_ms": Setting(_int(1), "how long to wait for the database before answering 503"),
@@ -200,8 +205,12 @@ class ServiceConfig:
     log_format: str = "text"
     log_file: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
+    max_query_bytes: int = 1024 * 1024
     max_bulk_items: int = 50_000
     max_file_bytes: int = 2 * 1024**3
+    body_timeout_seconds: float = 120.0
+    idle_timeout_seconds: float = 60.0
+    stream_stall_seconds: float = 60.0
     query_max_time_ms: int = 10_000
     stream_max_time_ms: int = 300_000
     db_timeout_ms: int = 5_000

@@ -24,6 +24,7 @@ __all__ = [
     "DEFAULT_LIMIT",
     "MAX_LIMIT",
     "check_filter",
+    "check_filter_size",
     "check_field",
     "check_integer",
     "check_text",
@@ -50,6 +51,11 @@ MAX_FILTER_DEPTH = 12
 MAX_STRING_VALUE = 4_096
 #: BSON integers are 64-bit: a larger one cannot even be sent to the database.
 INT64_MIN, INT64_MAX = -(2 ** 63), 2 ** 63 - 1
+#: Budget of one whole filter, however it is nested: every key and list element is a node,
+#: every branch of an $and/$or a clause. The database's cost (and how far past maxTimeMS it
+#: runs before noticing) grows with both, so a few large lists must not add up unchecked.
+MAX_FILTER_NODES = 5_000
+MAX_FILTER_CLAUSES = 200
 
 #: The MongoDB operators a caller may use; everything else ($where, $expr,
 #: $function, $regex, ...) is refused before it reaches the database.
@@ -162,8 +168,27 @@ def _check_filter(filt: Any, depth: int) -> None:
             _check_value(value, depth + 1)
 
 
+def check_filter_size(filt: Any) -> None:
+    """BadRequest when ``filt`` as a whole exceeds the node or clause budget (checked before anything else)."""
+    nodes = clauses = 0
+    pending = [filt]
+    while pending:  # iterative: a deep filter is refused by the depth check, not by Python's stack
+        value = pending.pop()
+        if not isinstance(value, (dict, list)):
+            continue
+        nodes += len(value)
+        if isinstance(value, dict):
+            clauses += sum(len(v) for k, v in value.items() if k in _LOGICAL and isinstance(v, list))
+        if nodes > MAX_FILTER_NODES:
+            raise BadRequest(f"filter too large: more than {MAX_FILTER_NODES} keys and list values in all")
+        if clauses > MAX_FILTER_CLAUSES:
+            raise BadRequest(f"filter too large: more than {MAX_FILTER_CLAUSES} $and/$or clauses in all")
+        pending.extend(value.values() if isinstance(value, dict) else value)
+
+
 def check_filter(filt: Any) -> dict[str, Any]:
-    """Return ``filt`` unchanged if it uses only allowlisted operators, else raise BadRequest."""
+    """Return ``filt`` unchanged if it uses only allowlisted operators within the budget, else raise BadRequest."""
+    check_filter_size(filt)
     _check_filter(filt, 0)
     return filt
 
@@ -294,7 +319,9 @@ def parse_lookups(args: Mapping[str, list[str]], reserved: Iterable[str] = ()) -
             continue
         field, op = split_lookup(name)
         clauses.append({field: _condition(name, op, values)})
-    return _merge(clauses)
+    merged = _merge(clauses)
+    check_filter_size(merged)
+    return merged
 
 
 def _condition(name: str, op: str, values: list[str]) -> Any:

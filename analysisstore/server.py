@@ -27,8 +27,30 @@ __all__ = ["serve", "run_service"]
 log = logging.getLogger(__name__)
 
 
-async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socket.socket] | None = None) -> None:
-    """Serve until SIGTERM or SIGINT, then stop listening, drain in-flight requests, close the DB client."""
+#: How often a single-process service checks that its embedded database is still running.
+DATABASE_WATCH_SECONDS = 1.0
+
+
+async def _watch_database(embedded: EmbeddedMongo) -> None:
+    """Restart the embedded database whenever it has died (``/healthz`` is 503 until it is back)."""
+    while True:
+        await asyncio.sleep(DATABASE_WATCH_SECONDS)  # a periodic check, not a wait for readiness
+        if not embedded.alive:
+            await asyncio.to_thread(embedded.restart)
+
+
+def _without_credentials(uri: str) -> str:
+    scheme, sep, rest = uri.partition("://")
+    return f"{scheme}://***@{rest.split('@', 1)[1]}" if sep and "@" in rest else uri
+
+
+async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socket.socket] | None = None,
+                      embedded: EmbeddedMongo | None = None) -> None:
+    """Serve until SIGTERM or SIGINT, then stop listening, drain in-flight requests, close the DB client.
+
+    With ``embedded`` (the database child of this process) the service also
+    restarts it when it dies, and ``/healthz`` reports it while it is down.
+    """
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
@@ -44,7 +66,7 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
             await store.cursor_secret()
     except DatabaseUnavailable:
         await store.close()
-        raise SystemExit(f"cannot reach the database at {mongo_uri}; is it running?") from None
+        raise SystemExit(f"cannot reach the database at {_without_credentials(mongo_uri)}; is it running?") from None
     except LayoutError as exc:
         await store.close()
         raise SystemExit(refusal_line(exc, config)) from None
@@ -52,9 +74,12 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
         await store.close()
         raise SystemExit(str(exc)) from None
     app = make_app(store, config)
-    # The body limit is enforced per request by the handlers (JSON 413);
-    # the transport limit only has to be above it.
-    server = HTTPServer(app, max_body_size=config.max_body_bytes + 1, idle_connection_timeout=120)
+    app.settings["embedded"] = embedded
+    watch = asyncio.create_task(_watch_database(embedded)) if embedded is not None else None
+    # Body limits are enforced per route by the handlers while the body streams in (JSON 413).
+    # The idle timeout also bounds how long the headers may take to arrive.
+    server = HTTPServer(app, max_body_size=config.max_body_bytes + 1, body_timeout=config.body_timeout_seconds,
+                        idle_connection_timeout=config.idle_timeout_seconds)
     server.add_sockets(sockets or bind_sockets(config.port, config.host))
     log.info("analysisstore listening on http://%s:%d (database %r, auth %s)", config.host, config.port,
              config.database, "on" if config.auth_enabled else "off")
@@ -68,6 +93,8 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
 
     log.info("stopping: no new connections, draining in-flight requests (up to %.0fs)", config.drain_seconds)
     server.stop()
+    if watch is not None:
+        watch.cancel()
     try:
         await asyncio.wait_for(server.close_all_connections(), config.drain_seconds)
     except asyncio.TimeoutError:
@@ -159,13 +186,15 @@ def serve(config: ServiceConfig) -> None:
             metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-metrics-"))
             os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         mongo_uri = config.mongo_uri
+        embedded = None
         if not mongo_uri:
             data_dir = config.data_dir or default_data_dir()
             log.info("no mongo_uri given: starting the embedded database in %s", data_dir)
-            mongo_uri = stack.enter_context(EmbeddedMongo(data_dir)).uri
+            embedded = stack.enter_context(EmbeddedMongo(data_dir))
+            mongo_uri = embedded.uri
         if config.processes > 1:
             if sys.platform == "win32":
                 raise SystemExit("--processes > 1 needs fork (Linux, macOS)")
-            _supervise(config, mongo_uri)
+            _supervise(config, mongo_uri)  # the database dying stops the supervisor, and so every worker
         else:
-            asyncio.run(run_service(config, mongo_uri))
+            asyncio.run(run_service(config, mongo_uri, embedded=embedded))

@@ -31,6 +31,7 @@ __all__ = [
     "FORMAT",
     "VERSION",
     "BundleError",
+    "BundleLimits",
     "BundleWriter",
     "Bundle",
     "read_bundle",
@@ -45,6 +46,24 @@ HEADER = "analysis_header.json"
 TAIL = "analysis_tail.json"
 STREAMS_DIR = "data_reference_header"
 RECORDS_DIR = "data_reference"
+
+
+@dataclass(frozen=True)
+class BundleLimits:
+    """How far a bundle may expand when read: a zip bomb is refused before it is unpacked.
+
+    JSON members are read whole, so each is capped; record files are read
+    line by line, so only a line is capped; the sum of every member's size
+    (as the zip's directory states it, which ``zipfile`` holds each member to)
+    is capped too.
+    """
+
+    max_document_bytes: int = 16 * 1024 * 1024
+    max_line_bytes: int = 16 * 1024 * 1024
+    max_expanded_bytes: int = 32 * 1024 ** 3
+
+
+DEFAULT_LIMITS = BundleLimits()
 
 
 class BundleError(ValueError):
@@ -165,6 +184,7 @@ class Bundle:
 
     path: Path
     prefix: str = ""
+    limits: BundleLimits = DEFAULT_LIMITS
     _zip: zipfile.ZipFile | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -195,6 +215,19 @@ class Bundle:
                 return False
         return (self.path / member).is_file()
 
+    def size(self, member: str) -> int:
+        """Bytes ``member`` expands to (from the zip directory, which reading is held to)."""
+        if self._zip is not None:
+            return self._zip.getinfo(self.prefix + member).file_size
+        return (self.path / member).stat().st_size
+
+    def check_expansion(self) -> None:
+        """BundleError when the members together expand beyond ``limits.max_expanded_bytes``."""
+        total = sum(self.size(name) for name in self.member_names())
+        if total > self.limits.max_expanded_bytes:
+            raise BundleError(self.name, f"expands to {total} bytes, more than the {self.limits.max_expanded_bytes} "
+                              "allowed (a zip bomb, or raise the limit)")
+
     def open(self, member: str) -> io.BufferedIOBase:
         if self._zip is not None:
             return self._zip.open(self.prefix + member)  # type: ignore[return-value]
@@ -202,15 +235,25 @@ class Bundle:
 
     def checksum(self, member: str) -> str:
         digest = hashlib.sha256()
-        with self.open(member) as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        try:
+            with self.open(member) as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
+        except zipfile.BadZipFile as exc:  # e.g. more (or other) data than the zip directory states
+            raise BundleError(member, f"is corrupt: {exc}") from None
         return digest.hexdigest()
 
     def _load(self, member: str) -> dict[str, Any]:
+        cap = self.limits.max_document_bytes
+        try:
+            size = self.size(member)
+        except (OSError, KeyError) as exc:
+            raise BundleError(member, f"cannot be read: {exc}") from None
+        if size > cap:
+            raise BundleError(member, f"is larger than {cap} bytes, the most a document member may hold")
         try:
             with self.open(member) as handle:
-                doc = loads(handle.read())
+                doc = loads(handle.read(cap + 1))
         except (OSError, KeyError) as exc:
             raise BundleError(member, f"cannot be read: {exc}") from None
         except ValueError as exc:
@@ -246,8 +289,12 @@ class Bundle:
         member = self.records_member(stream_uid)
         if not self.has(member):
             return
+        cap = self.limits.max_line_bytes
         with self.open(member) as handle:
-            for number, line in enumerate(io.TextIOWrapper(handle, encoding="utf-8")):
+            # Binary lines with a cap: one endless line must not be read whole.
+            for number, line in enumerate(iter(lambda: handle.readline(cap + 1), b"")):
+                if len(line) > cap and not line.endswith(b"\n"):
+                    raise BundleError(member, f"line {number + 1} is longer than {cap} bytes")
                 if number < start or not line.strip():
                     continue
                 try:
@@ -274,24 +321,25 @@ class Bundle:
         """Check manifest, checksums, schemas and parent links; return the manifest or raise BundleError."""
         from ._validation import validate_bundle
 
+        self.check_expansion()
         return validate_bundle(self)
 
 
-def read_bundle(path: Path | str) -> list[Bundle]:
+def read_bundle(path: Path | str, limits: BundleLimits = DEFAULT_LIMITS) -> list[Bundle]:
     """Every bundle at ``path``: a bundle directory, a bundle ``.zip``, or a ``.zip`` holding several."""
     path = Path(path)
     if path.is_dir():
-        return [Bundle(path)]
+        return [Bundle(path, limits=limits)]
     if not zipfile.is_zipfile(path):
         raise BundleError(path.name, "is neither a bundle directory nor a zip file")
     with zipfile.ZipFile(path) as archive:
         names = archive.namelist()
     if MANIFEST in names:
-        return [Bundle(path)]
+        return [Bundle(path, limits=limits)]
     prefixes = sorted({n[: -len(MANIFEST)] for n in names if n.endswith("/" + MANIFEST) and n.count("/") == 1})
     if not prefixes:
         raise BundleError(path.name, f"holds no {MANIFEST}")
-    return [Bundle(path, prefix) for prefix in prefixes]
+    return [Bundle(path, prefix, limits) for prefix in prefixes]
 
 
 def zip_bundle(source: Path, target: Path, prefix: str = "") -> None:

@@ -18,7 +18,16 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from ..client import AnalysisClient, Conflict
-from ..client.bundle import Bundle, BundleError, BundleWriter, _safe_name, read_bundle, zip_bundle
+from ..client.bundle import (
+    DEFAULT_LIMITS,
+    Bundle,
+    BundleError,
+    BundleLimits,
+    BundleWriter,
+    _safe_name,
+    read_bundle,
+    zip_bundle,
+)
 from .push import Progress, push_bundle
 
 __all__ = ["export_analyses", "import_archives", "ImportReport"]
@@ -93,12 +102,17 @@ class ImportReport:
         return not self.conflicts and not self.invalid and not self.incomplete
 
 
-def import_archives(client: AnalysisClient, paths: Iterable[Path], chunk_size: int = 2_000) -> ImportReport:
-    """Push every bundle found in ``paths`` (zips or directories); report conflicts instead of overwriting."""
+def import_archives(client: AnalysisClient, paths: Iterable[Path], chunk_size: int = 2_000,
+                    limits: BundleLimits = DEFAULT_LIMITS) -> ImportReport:
+    """Push every bundle found in ``paths`` (zips or directories); report conflicts instead of overwriting.
+
+    ``limits`` caps how far an archive may expand; a bundle beyond them is
+    reported invalid before any of it is unpacked or sent.
+    """
     report = ImportReport()
     for path in paths:
         try:
-            bundles = read_bundle(path)
+            bundles = read_bundle(path, limits)
         except BundleError as exc:
             report.invalid.append({"file": str(path), "member": exc.member, "error": str(exc)})
             continue

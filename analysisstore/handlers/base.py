@@ -1,6 +1,7 @@
 """The base handler: dependencies from app settings, bounded bodies, one JSON error body."""
 from __future__ import annotations
 
+import asyncio
 import logging
 import uuid
 from http import HTTPStatus
@@ -27,6 +28,14 @@ from ..store import Store
 __all__ = ["BaseHandler", "NotFoundHandler", "OPEN", "dumps", "error_body", "loads"]
 
 log = logging.getLogger(__name__)
+
+#: Bytes of an unwanted request body read and thrown away so that an early error
+#: (401, 403, 404, 413) reaches a keep-alive client intact; beyond this the
+#: connection is closed after the answer instead.
+DRAIN_BYTES = 1 << 20
+#: The transport must never cut a body short with its bare-text 400: every handler
+#: streams its body and enforces its own limit with the JSON 413.
+_UNBOUNDED = 1 << 62
 
 
 def dumps(obj: Any) -> str:
@@ -76,6 +85,8 @@ class BaseHandler(RequestHandler):
     """Every handler of the service derives from this."""
 
     _request_id: str | None = None
+    _granted: frozenset[str] | None = None
+    _close_after_error = False
 
     # ---- dependencies, created once at startup --------------------------------
 
@@ -101,6 +112,7 @@ class BaseHandler(RequestHandler):
 
     def set_default_headers(self) -> None:
         self.set_header("Content-Type", "application/json; charset=UTF-8")
+        self.set_header("X-Content-Type-Options", "nosniff")
         self.set_header("X-Request-ID", self.request_id)
         origin = self.request.headers.get("Origin")
         if origin and origin in self.config.cors_origins:  # set here so error responses carry it too
@@ -130,8 +142,14 @@ class BaseHandler(RequestHandler):
         if granted is None:
             self.set_header("WWW-Authenticate", 'Bearer realm="analysisstore", error="invalid_token"')
             raise Unauthorized("the bearer token is not known to this service")
+        self._granted = granted
         if needed not in granted:
             raise Forbidden(f"the token may {' and '.join(sorted(granted))}, but this call needs {needed!r}")
+
+    @property
+    def may_read(self) -> bool:
+        """May this caller read documents (no auth, or a token with the read scope)?"""
+        return not self.config.auth_enabled or (self._granted is not None and "read" in self._granted)
 
     def options(self, *args: Any) -> None:
         """CORS preflight: 204 for a listed origin, 403 otherwise."""
@@ -146,24 +164,75 @@ class BaseHandler(RequestHandler):
 
     # ---- request bodies, bounded while they arrive ----------------------------
 
+    def body_limit(self) -> int:
+        """Largest body this route accepts; routes that only read (search) accept far less."""
+        return self.config.max_body_bytes
+
     def prepare(self) -> None:
         self._chunks: list[bytes] = []
         self._received = 0
+        self._refusal: AnalysisStoreError | None = None
+        self._drain_until = 0
+        connection = self.request.connection
+        if hasattr(connection, "set_max_body_size"):  # HTTP/1 connection: limits are ours to set
+            connection.set_max_body_size(_UNBOUNDED)
+            connection.set_body_timeout(self.config.body_timeout_seconds)
+        try:
+            self.check_request()
+        except AnalysisStoreError as exc:
+            self._refuse(exc)
+
+    def check_request(self) -> None:
+        """Checks made before any of the body is read: token and declared size."""
         if self.request.method != "OPTIONS":
             self._authorize()
-        declared = self.request.headers.get("Content-Length")
-        if declared is not None and declared.isdigit() and int(declared) > self.config.max_body_bytes:
+        declared = self._declared_length()
+        if declared is not None and declared > self.body_limit():
             raise self._too_large()
+
+    def _declared_length(self) -> int | None:
+        declared = self.request.headers.get("Content-Length")
+        return int(declared) if declared is not None and declared.isdigit() else None
+
+    def _refuse(self, exc: AnalysisStoreError) -> None:
+        """Answer ``exc`` after reading a small body to its end, else at once and close the connection.
+
+        An error sent while the body is still unread makes the server close a
+        connection the client believes reusable; its next request then fails.
+        """
+        declared = self._declared_length()
+        chunked = "chunked" in self.request.headers.get("Transfer-Encoding", "").lower()
+        if not declared and not chunked:
+            raise exc  # no body: answer now, the connection stays usable
+        if declared is not None and declared > DRAIN_BYTES:
+            self._close_after_error = True
+            raise exc
+        self._defer(exc)
+
+    def _defer(self, exc: AnalysisStoreError) -> None:
+        self._refusal = exc
+        self._drain_until = self._received + DRAIN_BYTES
+        # Tornado calls the HTTP method once the body is complete: answer the refusal there instead.
+        setattr(self, (self.request.method or "get").lower(), self._raise_refusal)
+
+    async def _raise_refusal(self, *args: Any, **kwargs: Any) -> None:
+        assert self._refusal is not None
+        raise self._refusal
 
     def data_received(self, chunk: bytes) -> None:
         self._received += len(chunk)
-        if self._received > self.config.max_body_bytes:
-            raise self._too_large()
-        self._chunks.append(chunk)
+        if self._refusal is None and self._received > self.body_limit():
+            self._chunks.clear()
+            self._defer(self._too_large())
+        if self._refusal is None:
+            self._chunks.append(chunk)
+        elif self._received > self._drain_until and not self._finished:
+            self._close_after_error = True  # too much to drain: answer now, then close
+            self.send_error(self._refusal.status, exc_info=(type(self._refusal), self._refusal, None))
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
-            f"request body larger than {self.config.max_body_bytes} bytes; send smaller chunks"
+            f"request body larger than {self.body_limit()} bytes, the limit of this route; send smaller chunks"
         )
 
     @property
@@ -179,6 +248,21 @@ class BaseHandler(RequestHandler):
             return loads(body)
         except (ValueError, OverflowError) as exc:
             raise BadRequest(f"request body is not valid JSON: {exc}") from None
+
+    async def flush_or_abandon(self) -> bool:
+        """Send what is written; False, with the connection closed, when the client read nothing for too long.
+
+        A streamed read whose client stops reading would otherwise hold its
+        database cursor and the batches in flight for as long as the socket stays open.
+        """
+        try:
+            await asyncio.wait_for(self.flush(), self.config.stream_stall_seconds)
+            return True
+        except asyncio.TimeoutError:
+            log.warning("%s %s: the client read nothing for %.0fs; stream aborted [%s]", self.request.method,
+                        self.request.path, self.config.stream_stall_seconds, self.request_id)
+            self.request.connection.close()
+            return False
 
     def write_json(self, obj: Any, status: int = 200) -> None:
         self.set_status(status)
@@ -205,6 +289,8 @@ class BaseHandler(RequestHandler):
             message = f"internal error; report request id {self.request_id} to the operators"
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if self._close_after_error:
+            self.set_header("Connection", "close")
         self.finish(dumps(error_body(status, type_name, message, details, self.request_id)))
 
     def on_finish(self) -> None:
@@ -229,7 +315,7 @@ class NotFoundHandler(BaseHandler):
 
     scopes: dict[str, str | None] = {}
 
-    def prepare(self) -> None:
+    def check_request(self) -> None:
         raise NotFound(f"no route for {self.request.method} {self.request.path}")
 
 

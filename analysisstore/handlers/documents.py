@@ -5,7 +5,7 @@ from contextlib import aclosing
 from typing import Any
 from urllib.parse import quote, urlencode
 
-from ..changes import Changes
+from ..changes import REVISION_FIELD, Changes
 from ..errors import BadRequest, MethodNotAllowed
 from ..ingest import ingest
 from ..queries import (
@@ -94,13 +94,15 @@ class PagingHandler(BaseHandler):
         end_wanted = wants_end_line(self.request)
         if end_wanted:
             self.set_header("Preference-Applied", END_PREFERENCE)
-        self._sent = 0
+        self._sent, self._abandoned = 0, False
         try:
             await self._write_matches(doc_type, queries, page)
         except Exception as exc:
             if not self._sent:
                 raise  # nothing went out yet: the ordinary error response
             await end_broken_stream(self, exc, error_line(exc, self.request_id))
+            return
+        if self._abandoned:  # the client stopped reading; its connection is closed
             return
         if end_wanted:
             self.write(end_line(self._sent))
@@ -119,7 +121,9 @@ class PagingHandler(BaseHandler):
                         remaining -= len(batch)
                     self.write("".join(dumps(doc) + "\n" for doc in batch))
                     self._sent += len(batch)
-                    await self.flush()
+                    if not await self.flush_or_abandon():
+                        self._abandoned = True
+                        return
 
 
 class DocumentCollectionHandler(PagingHandler):
@@ -160,6 +164,9 @@ class SearchHandler(PagingHandler):
 
     scopes = {"POST": "read"}  # a search only reads
 
+    def body_limit(self) -> int:
+        return self.config.max_query_bytes
+
     async def post(self, doc_type: str) -> None:
         body = self.json_body()
         if not isinstance(body, dict):
@@ -178,6 +185,9 @@ class SearchHandler(PagingHandler):
 class DocumentHandler(BaseHandler):
     """``GET /api/v1/{doc_type}/{uid}``; ``PATCH`` for headers and tails (``{"$set": ..., "$unset": [...]}``)."""
 
+    def body_limit(self) -> int:
+        return self.config.max_query_bytes  # a PATCH carries a few fields, never documents
+
     async def get(self, doc_type: str, uid: str) -> None:
         self.write_json(await self.store.get(doc_type, uid))
 
@@ -186,7 +196,10 @@ class DocumentHandler(BaseHandler):
             raise MethodNotAllowed(f"{doc_type} documents are immutable; only analysis_header and "
                                    "analysis_tail can be updated")
         changes = Changes.parse(self.json_body())
-        self.write_json(await self.store.update(doc_type, uid, changes, self.request_id))
+        updated = await self.store.update(doc_type, uid, changes, self.request_id)
+        if not self.may_read:  # a write-only token must not read documents through the answer
+            updated = {"uid": updated["uid"], REVISION_FIELD: updated[REVISION_FIELD]}
+        self.write_json(updated)
 
 
 routes = [

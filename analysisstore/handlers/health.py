@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from .._version import __version__
-from ..errors import NotFound
+from ..errors import DatabaseUnavailable, NotFound
 from ..openapi import openapi_spec
 from ..schemas import DOC_TYPES, load_schema
 from ..metrics import CONTENT_TYPE
@@ -12,11 +12,15 @@ __all__ = ["routes"]
 
 
 class HealthHandler(BaseHandler):
-    """``GET /healthz``: the process is up (does not touch the database). Always open."""
+    """``GET /healthz``: the process is up, and so is its embedded database child (no query). Always open."""
 
     scopes = OPEN
 
     def get(self) -> None:
+        embedded = self.settings.get("embedded")
+        if embedded is not None and not embedded.alive:
+            raise DatabaseUnavailable("the embedded database process is not running; the service is "
+                                      "restarting it")
         self.write_json({"status": "ok", "version": __version__})
 
 

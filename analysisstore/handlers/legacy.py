@@ -103,7 +103,8 @@ class LegacyHandler(BaseHandler):
                 async for batch in batches:
                     self.write(("" if first else ",") + ",".join(dumps(doc) for doc in batch))
                     first = False
-                    await self.flush()
+                    if not await self.flush_or_abandon():
+                        return
         except Exception as exc:
             if first:
                 raise  # nothing went out yet: the ordinary error response

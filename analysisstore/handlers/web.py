@@ -27,7 +27,8 @@ class WebHandler(BaseHandler):
         self.set_header("Content-Type", _ASSETS[asset])
         self.set_header("Cache-Control", "no-cache")
         self.set_header("Content-Security-Policy", "default-src 'self'; img-src 'self' blob: data:; "
-                        "style-src 'self'; script-src 'self'; connect-src 'self'")
+                        "style-src 'self'; script-src 'self'; connect-src 'self'; frame-ancestors 'none'")
+        self.set_header("X-Frame-Options", "DENY")  # no framing (clickjacking), for browsers without CSP 3
         self.finish(body)
 
 
