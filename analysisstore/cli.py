@@ -230,9 +230,6 @@ def _run_sync(args: argparse.Namespace) -> int:
     print(f"synced {len(report.synced)}, deferred {len(report.deferred)}, quarantined {len(report.quarantined)}")
     for name in report.quarantined:
         print(f"  quarantined: {name} (see {args.directory}/RUNS_QUARANTINED/{name}.error.json)")
-    if report.deferred:
-        print(f"analysisstore sync: {len(report.deferred)} bundle(s) deferred: no analysisstore service answers at "
-              f"{args.url}; run sync again once it is up", file=sys.stderr)
     return 0 if report.ok else 1
 
 
@@ -496,6 +493,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         return _run_token(args)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # each retry's warning is noise: the failure is reported once, at the end
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     if args.command == "status":
         return _run_status(args)
     if args.command == "sync":
