@@ -30,6 +30,8 @@ class UpdatesMixin:
             changes.check_allowed(doc_type, finalized, header_uid)
             updated = changes.apply(stored)
             revision = stored.get(REVISION_FIELD, 0)
+            if updated == {k: v for k, v in stored.items() if k != REVISION_FIELD}:
+                return stored  # nothing changes: no revision, no write
             try:
                 await self.db.revisions.insert_one({
                     "doc_type": doc_type, "uid": uid, "revision": revision, "document": stored,
