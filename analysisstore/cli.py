@@ -428,9 +428,12 @@ def _run_demo(args: argparse.Namespace) -> int:
         url = args.url
         print(f"\nacquisitions: {sum(len(v) for v in acquired.values())} (stored once; a re-run adds nothing); "
               f"analyses {report.summary()}")
-        print(f"\nIn a browser: {url}/")
-        for uid in [*report.done, *report.skipped]:
+        shown = [*report.done, *report.skipped]
+        print(f"\nWhere to look:\n  in a browser: {url}/")
+        for uid in shown:
             print(f"  {url}/#/analysis/{uid}")
+        if shown:
+            print(f"  as JSON: {url}/api/v1/analysis/{shown[0]}")
         print("\nQueries to try:")
         print(f"  curl '{url}/api/v1/analysis_header?project=demo&order_by=-time'")
         print(f"  curl '{url}/api/v1/analysis_header?provenance.analysis_name=uvvis_absorbance&fields=sample,uid'")
