@@ -315,7 +315,7 @@ def _check_port_free(host: str, port: int) -> None:
 @contextmanager
 def _data_dir_lock(data_dir: Path | None) -> Iterator[None]:
     """Hold ``DATA_DIR/analysisstore.lock`` while serving: two services must never share one embedded database."""
-    if data_dir is None:
+    if data_dir is None or str(data_dir) == ":memory:":  # a private temporary store: nothing to share
         yield
         return
     try:
