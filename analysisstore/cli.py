@@ -2,11 +2,13 @@
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import os
 import sys
+from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Iterator
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
@@ -18,7 +20,16 @@ if TYPE_CHECKING:
     from .client import AnalysisClient
     from .drivers.sync import Syncer
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "service_url", "CommandFailed"]
+
+#: Held (flock) by the service using an embedded database directory.
+LOCK_FILE = "analysisstore.lock"
+
+
+class CommandFailed(Exception):
+    """An expected failure of a command: its message is the one line the user sees."""
+
+    exit_code = 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,6 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="A provenance store for scientific data analysis.",
     )
     parser.add_argument("--version", action="version", version=f"analysisstore {__version__}")
+    parser.add_argument("--debug", action="store_true",
+                        help="show the Python traceback of a failure instead of a one-line explanation")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
 
@@ -128,9 +141,27 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     _add_service_options(demo)
 
 
+def service_url(text: str) -> str:
+    """``--url`` as given → an http(s) URL; a bare ``HOST:PORT`` means http://HOST:PORT."""
+    from urllib.parse import urlsplit
+
+    url = text.strip().rstrip("/")
+    if "://" not in url:
+        url = "http://" + url
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018 - raises ValueError on a port that is not a number
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} has a port that is not a number; e.g. http://127.0.0.1:8999")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an http(s) URL; e.g. http://127.0.0.1:8999")
+    return url
+
+
 def _add_service_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--url", default=os.environ.get("ASST_URL", DEFAULT_URL),
-                        help="the analysisstore service (default: $ASST_URL, else %(default)s)")
+    parser.add_argument("--url", default=os.environ.get("ASST_URL", DEFAULT_URL), type=service_url,
+                        help="the analysisstore service, e.g. http://host:8999 or host:8999 "
+                             "(default: $ASST_URL, else %(default)s)")
     parser.add_argument("--token", default=os.environ.get("ASST_TOKEN"),
                         help="bearer token for the service (default: $ASST_TOKEN)")
     parser.add_argument("--log-level", default="WARNING", choices=["DEBUG", "INFO", "WARNING", "ERROR"],
@@ -272,6 +303,14 @@ def _client(args: argparse.Namespace) -> "AnalysisClient":
     return AnalysisClient({"url": args.url, "token": args.token, "retries": RetryPolicy.interactive()})
 
 
+def _require_service(args: argparse.Namespace) -> None:
+    """Fail at once when nothing answers at --url (the client's retries are for outages during the work)."""
+    from .client import ServiceUnreachable
+
+    if not _client(args).connection_status():
+        raise ServiceUnreachable(f"no analysisstore service answered at {args.url}")
+
+
 def _run_sync(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -356,6 +395,7 @@ def _list_spool(syncer: "Syncer", older_than: float) -> None:
 def _run_export(args: argparse.Namespace) -> int:
     from .drivers.archive import export_analyses
 
+    _require_service(args)
     client = _client(args)
     uids = list(args.uids)
     if args.where:
@@ -370,6 +410,10 @@ def _run_export(args: argparse.Namespace) -> int:
 def _run_import(args: argparse.Namespace) -> int:
     from .drivers.archive import import_archives
 
+    for path in args.files:
+        if not path.exists():
+            raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
+    _require_service(args)
     report = import_archives(_client(args), args.files)
     print(f"imported {len(report.imported)} analyses, {len(report.conflicts)} conflicts, "
           f"{len(report.invalid)} invalid")
@@ -407,8 +451,61 @@ def _run_serve(args: argparse.Namespace) -> int:
     configure_logging(config.log_level, config.log_format, config.log_file)
     from .server import serve  # server dependencies only for the commands that need them
 
-    serve(config)
+    _check_port_free(config.host, config.port)
+    with _data_dir_lock(None if config.mongo_uri else (config.data_dir or default_data_dir())):
+        serve(config)
     return 0
+
+
+def _check_port_free(host: str, port: int) -> None:
+    """Fail before the embedded database starts if the port is taken (the service binds it the same way)."""
+    from tornado.netutil import bind_sockets
+
+    if port == 0:
+        return
+    try:
+        sockets = bind_sockets(port, host)
+    except OSError as exc:
+        if exc.errno == errno.EADDRINUSE:
+            raise CommandFailed(f"the service did not start: port {port} on {host} is already in use (another "
+                                "analysisstore service?); stop that program or choose another --port") from None
+        raise
+    for sock in sockets:
+        sock.close()
+
+
+@contextmanager
+def _data_dir_lock(data_dir: Path | None) -> Iterator[None]:
+    """Hold ``DATA_DIR/analysisstore.lock`` while serving: two services must never share one embedded database."""
+    if data_dir is None or str(data_dir) == ":memory:":  # a private temporary store: nothing to share
+        yield
+        return
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; the database's own lock is the guard
+        yield
+        return
+    data_dir = Path(data_dir)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    lock_path = data_dir / LOCK_FILE
+    with open(lock_path, "a+") as lock:
+        try:
+            fcntl.flock(lock.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            lock.seek(0)
+            holder = lock.read().strip() or "another process"
+            raise CommandFailed(f"the service did not start: the data directory {data_dir} is in use by another "
+                                f"analysisstore service (pid {holder}); stop it, or give this one its own --data-dir"
+                                ) from None
+        lock.seek(0)
+        lock.truncate()
+        lock.write(f"{os.getpid()}\n")
+        lock.flush()
+        try:
+            yield
+        finally:
+            lock.seek(0)
+            lock.truncate()
 
 
 def _run_token(args: argparse.Namespace) -> int:
@@ -426,17 +523,9 @@ def _run_token(args: argparse.Namespace) -> int:
 
 
 def _run_status(args: argparse.Namespace) -> int:
-    from .client import AnalysisClient, AnalysisStoreClientError
+    from .client import AnalysisClient
 
-    client = AnalysisClient({"url": args.url, "token": args.token, "retries": 0})
-    if not client.connection_status():
-        print(f"no analysisstore service answers at {args.url}")
-        return 1
-    try:
-        status = client.status()
-    except AnalysisStoreClientError as exc:
-        print(f"service at {args.url} answers, but: {exc}")
-        return 1
+    status = AnalysisClient({"url": args.url, "token": args.token, "retries": 0}).status()
     print(f"analysisstore {status['version']} at {args.url}, database {status['database']!r}")
     for doc_type, count in status["counts"].items():
         print(f"  {doc_type:<24}{count:>12}")
@@ -470,6 +559,7 @@ def _run_analyze(args: argparse.Namespace) -> int:
         analysis([], params)  # check the parameters once, before any input is read
     except ValueError as exc:
         raise SystemExit(str(exc)) from None
+    _require_service(args)
     if args.follow:
         return _follow(args, analysis, params)
     report = run_batch(lambda: _client(args), analysis, _lookups(args.where), params,
@@ -515,6 +605,9 @@ def _run_demo(args: argparse.Namespace) -> int:
 
     started = None
     if not _client(args).connection_status():
+        if urlparse(args.url).hostname not in ("127.0.0.1", "localhost", "::1"):
+            raise CommandFailed(f"no analysisstore service answers at {args.url}; the demo starts one only on "
+                                "this machine (--url http://127.0.0.1:PORT)")
         port = urlparse(args.url).port or 8999
         print(f"no service answers at {args.url}; starting `analysisstore serve --port {port}` (embedded database)")
         started = subprocess.Popen([sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(port),
@@ -523,16 +616,23 @@ def _run_demo(args: argparse.Namespace) -> int:
             raise SystemExit("the service did not start; run `analysisstore serve` yourself and retry")
     try:
         acquired, report = run_demo(lambda: _client(args), seed=args.seed)
-        print(f"\nacquisitions ingested: {sum(len(v) for v in acquired.values())}; analyses {report.summary()}")
-        print("\nWhere to look:")
-        for uid in report.done:
-            print(f"  {args.url}/api/v1/analysis/{uid}")
+        url = args.url
+        print(f"\nacquisitions: {sum(len(v) for v in acquired.values())} (stored once; a re-run adds nothing); "
+              f"analyses {report.summary()}")
+        shown = [*report.done, *report.skipped]
+        print(f"\nWhere to look:\n  in a browser: {url}/")
+        for uid in shown:
+            print(f"  {url}/#/analysis/{uid}")
+        if shown:
+            print(f"  as JSON: {url}/api/v1/analysis/{shown[0]}")
         print("\nQueries to try:")
-        print(f"  {args.url}/api/v1/analysis_header?project=demo&order_by=-time")
-        print(f"  {args.url}/api/v1/analysis_header?provenance.analysis_name=uvvis_absorbance&fields=sample,uid")
-        print(f"  {args.url}/api/v1/analysis_header?status=success&include_count=true")
-        print("  analysisstore analyze uvvis_absorbance --where technique_name=UVVIS "
+        print(f"  curl '{url}/api/v1/analysis_header?project=demo&order_by=-time'")
+        print(f"  curl '{url}/api/v1/analysis_header?provenance.analysis_name=uvvis_absorbance&fields=sample,uid'")
+        print(f"  curl '{url}/api/v1/analysis_header?status=success&include_count=true'")
+        print(f"  analysisstore status --url {url}")
+        print(f"  analysisstore analyze uvvis_absorbance --url {url} --where technique_name=UVVIS "
               "--where provenance.analysis_name=acquisition --params '{\"smooth\": 9}'")
+        print(f"  analysisstore export --url {url} --where project=demo -o exports/")
         if started is not None and not args.stop_service:
             print(f"\nthe service keeps running at {args.url}; press Ctrl-C to stop it")
             try:
@@ -563,7 +663,24 @@ def _wait_until_ready(url: str, process: "subprocess.Popen[bytes]", timeout: flo
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; an expected failure is one line on stderr and a non-zero exit (--debug: the traceback)."""
     args = build_parser().parse_args(argv)
+    try:
+        return _dispatch(args)
+    except KeyboardInterrupt:
+        print("analysisstore: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the one place failures become a message and an exit code
+        if args.debug:
+            raise
+        from .cli_errors import explain_failure
+
+        message, code = explain_failure(exc, getattr(args, "url", None))
+        print(f"analysisstore {args.command}: {message}", file=sys.stderr)
+        return code
+
+
+def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "serve":
         return _run_serve(args)
     if args.command == "token":
@@ -575,6 +692,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_upgrade(args)
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.log_level != "DEBUG":  # each retry's warning is noise: the failure is reported once, at the end
+        logging.getLogger("urllib3").setLevel(logging.ERROR)
     if args.command == "status":
         return _run_status(args)
     if args.command == "sync":

@@ -70,6 +70,39 @@ def _json_path(error: Any) -> str:
 #: "notes\n"), lone surrogates (not Unicode; the database cannot store them).
 _UNSAFE_NAME_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
+_JSON_KINDS = {"object": "an object", "array": "an array", "string": "a string", "number": "a number",
+               "integer": "an integer", "boolean": "true or false", "null": "null"}
+
+
+def json_kind(value: Any) -> str:
+    """What a value is, in JSON's words: 'null', 'true', 'a string', 'an object'... (never a Python type name)."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return f"the number {value}"
+    if isinstance(value, str):
+        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
+    return "an array" if isinstance(value, list) else "an object"
+
+
+def _plain_message(error: Any) -> str:
+    """A schema error in plain words: jsonschema's own messages quote Python values (True, None, 'x')."""
+    where = "/".join(str(p) for p in error.absolute_path) or "the document"
+    if error.validator == "type":
+        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
+        return f"{where} must be {' or '.join(_JSON_KINDS.get(t, t) for t in wanted)}, not {json_kind(error.instance)}"
+    if error.validator == "required":
+        missing = next((name for name in error.validator_value if name not in error.instance), "?")
+        return f"the required field {missing!r} is missing"
+    if error.validator == "enum":
+        return f"{where} must be one of {', '.join(map(str, error.validator_value))}, not {json_kind(error.instance)}"
+    if error.validator == "additionalProperties":
+        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
+        return f"field(s) {', '.join(extra)} are not allowed here"
+    return error.message
+
 
 def _bad_key(key: str) -> bool:
     return key.startswith("$") or "." in key or _UNSAFE_NAME_CHAR.search(key) is not None
@@ -115,9 +148,8 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
     Raises :class:`ValidationFailed` naming the offending field.
     """
     if not isinstance(raw, dict):
-        raise ValidationFailed(
-            f"a {doc_type} must be a JSON object, got {type(raw).__name__}"
-        )
+        article = "an" if doc_type[0] in "aeiou" else "a"
+        raise ValidationFailed(f"{article} {doc_type} must be a JSON object {{...}}, not {json_kind(raw)}")
     for reserved in ("_id", "_revision"):
         if reserved in raw:
             raise ValidationFailed(
@@ -134,10 +166,8 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
         if not errors:  # the two validators disagree: report what the compiled one saw
             raise ValidationFailed(f"invalid {doc_type}: {problem}")
         first = best_match(errors)
-        details = [{"path": _json_path(e), "message": e.message} for e in errors[:_MAX_DETAILS]]
-        raise ValidationFailed(
-            f"invalid {doc_type}: {first.message} (at {_json_path(first)})", details
-        )
+        details = [{"path": _json_path(e), "message": _plain_message(e)} for e in errors[:_MAX_DETAILS]]
+        raise ValidationFailed(f"invalid {doc_type}: {_plain_message(first)} (at {_json_path(first)})", details)
     _check_finite(doc_type, raw)
     _check_storable(doc_type, raw)
     return raw, time_filled
@@ -189,7 +219,7 @@ def check_record_keys(record: dict[str, Any], stream: dict[str, Any]) -> None:
         dtype = data_keys[key]["dtype"]
         if value is not None and not _DTYPE_CHECKS[dtype](value):
             raise ValidationFailed(
-                f"data[{key!r}] is {type(value).__name__}, but stream {stream['uid']!r} "
+                f"data[{key!r}] is {json_kind(value)}, but stream {stream['uid']!r} "
                 f"declares dtype {dtype!r}",
                 [{"path": f"/data/{key}", "message": f"expected {dtype}"}],
             )

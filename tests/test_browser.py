@@ -104,3 +104,40 @@ def test_screenshot_command(demo_service, tmp_path):
     shots = take(demo_service.url, tmp_path)
     assert [s.name for s in shots] == ["screenshot-list.png", "screenshot-analysis.png"]
     assert all(s.stat().st_size > 10_000 and s.read_bytes()[:4] == b"\x89PNG" for s in shots)
+
+
+@pytest.mark.timeout(300)
+def test_flags_notes_and_tags_are_shown_and_invalid_hidden_by_default(demo_service, page):
+    """An analysis flagged invalid is hidden until 'show invalid', then marked; its page shows flag, notes, tags."""
+    import requests
+
+    client = AnalysisClient(demo_service.client_config)
+    flagged = client.find_analysis_header(**{"provenance.analysis_name": "uvvis_absorbance"})[0].uid
+    tagged = client.find_analysis_header(**{"provenance.analysis_name": "echem_stability"})[0].uid
+    response = requests.patch(f"{demo_service.url}/api/v1/analysis_header/{flagged}", timeout=30,
+                              json={"$set": {"invalid": True, "notes": "detector saturated", "tags": ["rerun"]}})
+    assert response.status_code == 200, response.text
+    response = requests.patch(f"{demo_service.url}/api/v1/analysis_header/{tagged}", timeout=30,
+                              json={"$set": {"tags": ["reviewed"], "notes": "checked by hand"}})
+    assert response.status_code == 200, response.text
+
+    page.goto(demo_service.url + "/")
+    _ready(page)
+    assert page.text_content("#count") == "9 analyses"
+    assert page.locator(f"#analyses tr[data-uid='{flagged}']").count() == 0
+    row = page.locator(f"#analyses tr[data-uid='{tagged}']")
+    assert row.locator("[data-tag=reviewed]").count() == 1 and row.locator("[data-flag=notes]").count() == 1
+    assert row.locator("[data-flag=invalid]").count() == 0
+
+    page.check("#filters input[name=show_invalid]")
+    page.wait_for_selector("#count:has-text('10 analyses')")
+    row = page.locator(f"#analyses tr[data-uid='{flagged}']")
+    assert row.locator("[data-flag=invalid]").count() == 1 and row.locator("[data-tag=rerun]").count() == 1
+
+    page.goto(f"{demo_service.url}/#/analysis/{flagged}")
+    _ready(page)
+    assert page.is_visible("#invalid-flag")
+    assert "detector saturated" in page.text_content("#notes")
+    assert page.locator("main h2 [data-tag=rerun]").count() == 1
+    counts = page.locator(".stream h2 .muted").all_text_contents()
+    assert "1 record" in counts and "1 records" not in counts  # the absorbance streams hold one spectrum

@@ -152,7 +152,7 @@ def test_pid_file_and_status_command(tmp_path, mongo_uri):
         assert code == 0 and not pid_file.exists()
         result = subprocess.run([sys.executable, "-m", "analysisstore.cli", "status", "--url", server.url],
                                 capture_output=True, text=True, timeout=60)
-        assert result.returncode == 1 and "no analysisstore service answers" in result.stdout
+        assert result.returncode == 3 and "no analysisstore service answers" in result.stderr
     finally:
         server.kill()
 

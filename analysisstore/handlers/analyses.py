@@ -1,13 +1,10 @@
 """The analysis view and the revisions of headers and tails (PATCH lives with the documents)."""
 from __future__ import annotations
 
-import asyncio
 import re
-import tempfile
-from pathlib import Path
 from urllib.parse import quote
 
-from ..client.bundle import BundleWriter, _safe_name, zip_bundle
+from ..client.bundle import _safe_name
 from .base import BaseHandler
 
 __all__ = ["routes"]
@@ -35,20 +32,19 @@ class AnalysisHandler(BaseHandler):
 
 
 class BundleHandler(BaseHandler):
-    """``GET /api/v1/analysis/{uid}/bundle``: the analysis as a bundle ``.zip`` (the archive format)."""
+    """``GET /api/v1/analysis/{uid}/bundle``: the analysis as a bundle ``.zip``, streamed as it is read."""
 
     async def get(self, uid: str) -> None:
         await self.store.get("analysis_header", uid)  # 404 before any work
-        with tempfile.TemporaryDirectory(prefix="asst-bundle-") as scratch:
-            folder, archive = Path(scratch) / "bundle", Path(scratch) / "bundle.zip"
-            await self.store.write_bundle(uid, BundleWriter(folder))
-            await asyncio.to_thread(zip_bundle, folder, archive)
-            self.set_header("Content-Type", "application/zip")
-            self.set_header("Content-Disposition", attachment(f"{_safe_name(uid)}.zip"))
-            with open(archive, "rb") as handle:
-                while chunk := handle.read(1 << 20):
-                    self.write(chunk)
-                    await self.flush()
+        self.set_header("Content-Type", "application/zip")
+        self.set_header("Content-Disposition", attachment(f"{_safe_name(uid)}.zip"))
+
+        async def send(chunk: bytes) -> None:  # each piece goes out as soon as it is compressed
+            if chunk:
+                self.write(chunk)
+                await self.flush()
+
+        await self.store.write_bundle(uid, send)
         self.finish()
 
 

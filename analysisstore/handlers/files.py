@@ -9,6 +9,7 @@ from urllib.parse import quote
 
 from ..errors import AnalysisStoreError, BadRequest, PayloadTooLarge
 from ..store import Upload
+from .analyses import attachment
 from .base import BaseHandler
 
 __all__ = ["routes"]
@@ -99,7 +100,7 @@ class FileHandler(BaseHandler):
         self.set_header("Content-Type", doc["content_type"])
         self.set_header("ETag", f'"{doc["sha256"]}"')
         self.set_header("Accept-Ranges", "bytes")
-        self.set_header("Content-Disposition", _disposition(doc["name"]))
+        self.set_header("Content-Disposition", attachment(doc["name"]))
         if self.request.headers.get("If-None-Match") == f'"{doc["sha256"]}"':
             self.set_status(304)
             return
@@ -141,12 +142,6 @@ class _RangeNotSatisfiable(AnalysisStoreError):
     def __init__(self, message: str, size: int) -> None:
         super().__init__(message)
         self.size = size
-
-
-def _disposition(name: str) -> str:
-    """RFC 6266: an ASCII fallback and the exact UTF-8 name."""
-    fallback = re.sub(r'[^A-Za-z0-9._-]', "_", name)[:100] or "file"
-    return f"attachment; filename=\"{fallback}\"; filename*=UTF-8''{quote(name, safe='')}"
 
 
 routes = [

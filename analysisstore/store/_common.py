@@ -19,6 +19,7 @@ EXIT_STATUSES = ("success", "fail", "abort")
 STATUSES = ("running", *EXIT_STATUSES, "stale")
 INSERTED = "inserted"
 ALREADY_STORED = "already stored"
+ERROR = "error"
 _DUPLICATE_KEY = 11000
 
 _INDEXES: dict[str, list[IndexModel]] = {
@@ -52,8 +53,8 @@ class ItemResult:
 
     def as_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"index": self.index, "uid": self.uid, "result": self.result}
-        if self.error is not None:
-            out.update(status=self.error.status, type=self.error.type_name, message=self.error.message)
+        if self.error is not None:  # not written, whatever it would have been
+            out.update(result=ERROR, status=self.error.status, type=self.error.type_name, message=self.error.message)
         return out
 
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Awaitable, Callable
+
+import ujson
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -12,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
 from ._common import EXIT_STATUSES, STATUSES, _database_errors, derive_status
+from ._zipstream import ZipStream
 
 
 class ReadsMixin:
@@ -152,20 +155,47 @@ class ReadsMixin:
                 return {"uid": {"$nin": finished}, "time": age}
         raise BadRequest(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
 
-    async def write_bundle(self, uid: str, writer: Any) -> None:
-        """Write one analysis into a BundleWriter (file work off the event loop)."""
+    async def write_bundle(self, uid: str, send: Callable[[bytes], Awaitable[None]]) -> None:
+        """One analysis as a bundle ``.zip``, handed to ``send`` piece by piece while it is read.
+
+        The first bytes go out before the records are read; memory holds one batch; no file is written.
+        Compressing runs off the event loop.
+        """
+        from ..client.bundle import (FORMAT, HEADER, MANIFEST, RECORDS_DIR, STREAMS_DIR, TAIL, VERSION, _dumps,
+                                     _safe_name)
+
+        def line(doc: dict[str, Any]) -> bytes:
+            return (_dumps(doc) + "\n").encode()
+
         view = await self.analysis(uid, stale_after=float("inf"))
-        await asyncio.to_thread(writer.write_header, view["header"])
+        archive = ZipStream()
+        await asyncio.to_thread(archive.add, HEADER, line(view["header"]))
+        await send(archive.take())
+        counts: dict[str, int] = {}
         for stream in view["streams"]:
             stream.pop("record_count", None)
-            await asyncio.to_thread(writer.write_stream, stream)
+            archive.add(f"{STREAMS_DIR}/{_safe_name(stream['uid'])}.json", line(stream))
+            counts[stream["uid"]] = 0
             async with aclosing(self.iter_find("data_reference", {"data_reference_header": stream["uid"]},
                                                [("time", ASCENDING), ("uid", ASCENDING)], batch_size=5_000)) as batches:
                 async for batch in batches:
-                    await asyncio.to_thread(writer.append_records, stream["uid"], batch)
+                    if not counts[stream["uid"]]:
+                        archive.start(f"{RECORDS_DIR}/{_safe_name(stream['uid'])}.jsonl")
+                    counts[stream["uid"]] += len(batch)
+                    await asyncio.to_thread(archive.append, b"".join(line(doc) for doc in batch))
+                    await send(archive.take())
+            if counts[stream["uid"]]:
+                archive.end()
         if view["tail"] is not None:
-            await asyncio.to_thread(writer.write_tail, view["tail"])
-        await asyncio.to_thread(writer.finish)
+            archive.add(TAIL, line(view["tail"]))
+        manifest = {
+            "format": FORMAT, "version": VERSION, "analysis_header": view["header"]["uid"],
+            "analysis_tail": view["tail"]["uid"] if view["tail"] else None, "streams": counts,
+            "counts": {"data_reference_header": len(counts), "data_reference": sum(counts.values())},
+            "priority": 0, "members": dict(sorted(archive.checksums.items())),
+        }
+        archive.add(MANIFEST, (ujson.dumps(manifest, indent=2) + "\n").encode())
+        await send(archive.take() + archive.close())
 
     async def analysis(self, uid: str, stale_after: float) -> dict[str, Any]:
         """One analysis whole: header, streams with record counts, tail, derived status."""

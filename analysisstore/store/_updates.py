@@ -33,6 +33,8 @@ class UpdatesMixin:
             changes.check_allowed(doc_type, finalized, header_uid)
             updated = changes.apply(stored)
             revision = stored.get(REVISION_FIELD, 0)
+            if updated == {k: v for k, v in stored.items() if k != REVISION_FIELD}:
+                return stored  # nothing changes: no revision, no write
             await self._keep_revision(doc_type, uid, revision, stored, request_id)
             current = {"uid": uid, REVISION_FIELD: revision if revision else {"$exists": False}}
             update: dict[str, Any] = {"$set": {**changes.set, REVISION_FIELD: revision + 1}}

@@ -77,6 +77,21 @@ function el(tag, attrs = {}, ...children) {
 
 function when(epoch) { return epoch ? new Date(epoch * 1000).toLocaleString() : ""; }
 function badge(status) { return el("span", { class: "status " + status, "data-status": status }, status); }
+function plural(n, one, many) { return `${n} ${n === 1 ? one : many}`; }
+
+// The annotations a header or tail may carry after the fact (invalid, tags, notes), shown next to the status:
+// a plain "success" badge alone would hide that someone flagged the result.
+function isInvalid(...docs) { return docs.some((d) => d && d.invalid === true); }
+function tagsOf(...docs) { return [...new Set(docs.flatMap((d) => (d && Array.isArray(d.tags) ? d.tags : [])))]; }
+function notesOf(...docs) { return docs.map((d) => d && d.notes).filter((n) => typeof n === "string" && n); }
+function flags(...docs) {
+  const out = [];
+  if (isInvalid(...docs)) out.push(el("span", { class: "flag invalid", "data-flag": "invalid" }, "invalid"));
+  for (const tag of tagsOf(...docs)) out.push(el("span", { class: "tag", "data-tag": tag }, tag));
+  const notes = notesOf(...docs);
+  if (notes.length) out.push(el("span", { class: "flag notes", "data-flag": "notes", title: notes.join("\n") }, "notes"));
+  return out;
+}
 function link(uid) { return el("a", { href: "#/analysis/" + encodeURIComponent(uid), class: "analysis-link" }, uid); }
 
 function statusOf(header, tail) {
@@ -99,6 +114,9 @@ const listState = { filters: {}, cursors: [] };
 
 async function renderList() {
   const f = listState.filters;
+  const showInvalid = el("input", { type: "checkbox", name: "show_invalid", value: "yes" });
+  showInvalid.checked = f.show_invalid === "yes";
+  showInvalid.addEventListener("change", () => form.requestSubmit());
   const form = el("form", { class: "filters", id: "filters" },
     el("label", {}, "status", el("select", { name: "status" },
       ...["", "running", "success", "fail", "abort", "stale"].map((s) => {
@@ -116,6 +134,7 @@ async function renderList() {
     el("label", {}, "contains", el("input", { name: "text", value: f.text || "" })),
     el("label", {}, "from", el("input", { name: "from", type: "date", value: f.from || "" })),
     el("label", {}, "to", el("input", { name: "to", type: "date", value: f.to || "" })),
+    el("label", { class: "check" }, showInvalid, "show invalid"),
     el("button", { type: "submit" }, "filter"));
   form.addEventListener("submit", (event) => {
     event.preventDefault();
@@ -130,17 +149,18 @@ async function renderList() {
     [`${f.field || "sample"}__icontains`]: f.text,
     time__gte: f.from ? f.from + "T00:00:00" : undefined,
     time__lte: f.to ? f.to + "T23:59:59" : undefined,
+    invalid__ne: f.show_invalid === "yes" ? undefined : "true",  // flagged analyses are hidden unless asked for
     cursor: listState.cursors[listState.cursors.length - 1],
   };
   const page = await api("/api/v1/analysis_header?" + query(params));
   const tails = await tailsFor(page.items.map((h) => h.uid));
-  const rows = page.items.map((h) => el("tr", { "data-uid": h.uid },
+  const rows = page.items.map((h) => el("tr", { "data-uid": h.uid, class: isInvalid(h, tails[h.uid]) ? "invalid" : "" },
     el("td", {}, link(h.uid)),
     el("td", {}, (h.provenance || {}).analysis_name || ""),
     el("td", {}, h.sample === undefined ? "" : typeof h.sample === "string" ? h.sample : showJson(h.sample)),
     el("td", {}, h.project || ""),
     el("td", {}, when(h.time)),
-    el("td", {}, badge(statusOf(h, tails[h.uid])))));
+    el("td", { class: "status-cell" }, badge(statusOf(h, tails[h.uid])), ...flags(h, tails[h.uid]))));
   const next = el("button", { id: "next-page", onclick: () => {
     listState.cursors.push(page.meta.next_cursor);
     renderList().catch(showError);
@@ -149,7 +169,7 @@ async function renderList() {
   const first = el("button", { onclick: () => { listState.cursors = []; renderList().catch(showError); } }, "first page");
   first.disabled = listState.cursors.length === 0;
   main.replaceChildren(form,
-    el("div", { class: "pager" }, first, next, el("span", { class: "muted", id: "count" }, `${page.meta.count} analyses`)),
+    el("div", { class: "pager" }, first, next, el("span", { class: "muted", id: "count" }, plural(page.meta.count, "analysis", "analyses"))),
     el("table", { id: "analyses" },
       el("thead", {}, el("tr", {}, ...["uid", "analysis", "sample", "project", "time", "status"].map((t) => el("th", {}, t)))),
       el("tbody", {}, rows.length ? rows : el("tr", {}, el("td", { colspan: 6, class: "muted" }, "no analyses match")))));
@@ -169,11 +189,16 @@ async function renderAnalysis(uid) {
   const inputs = prov.inputs || [];
   const usedBy = await api("/api/v1/analysis_header?" + query({ "provenance.inputs": uid, fields: "uid,provenance.analysis_name", limit: 100 }));
   const download = el("button", { id: "download", onclick: () => downloadBundle(uid).catch(showError) }, "download bundle (.zip)");
+  const invalid = isInvalid(h, view.tail);
+  const notes = notesOf(h, view.tail);
   const cards = [
-    el("div", { class: "card" },
-      el("h2", {}, (prov.analysis_name || "analysis") + " ", badge(view.status)),
+    el("div", { class: "card" + (invalid ? " invalid" : "") },
+      el("h2", {}, (prov.analysis_name || "analysis") + " ", badge(view.status), ...flags(h, view.tail)),
+      invalid ? el("p", { class: "invalid-banner", id: "invalid-flag" },
+        "Flagged invalid: do not use these results.") : null,
+      notes.length ? el("div", { class: "notes", id: "notes" }, ...notes.map((n) => el("p", {}, n))) : null,
       kv([["uid", h.uid], ["time", when(h.time)], ["sample", h.sample && showJson(h.sample).replace(/^"|"$/g, "")],
-        ["project", h.project], ["owner", h.owner], ["tags", (h.tags || []).join(", ")],
+        ["project", h.project], ["owner", h.owner], ["tags", tagsOf(h, view.tail).join(", ")],
         ["technique", h.technique_name], ["code hash", prov.analysis_codehash], ["revision", h._revision]]),
       el("div", { class: "controls" }, download)),
     el("div", { class: "card" }, el("h2", {}, "provenance"),
@@ -194,7 +219,7 @@ async function renderAnalysis(uid) {
 async function streamCard(stream) {
   const keys = Object.entries(stream.data_keys);
   const card = el("div", { class: "card stream", "data-stream": stream.uid },
-    el("h2", {}, `stream ${stream.name || stream.uid} `, el("span", { class: "muted" }, `${stream.record_count} records`)),
+    el("h2", {}, `stream ${stream.name || stream.uid} `, el("span", { class: "muted" }, plural(stream.record_count, "record", "records"))),
     el("table", {}, el("thead", {}, el("tr", {}, ...["key", "dtype", "shape", "units"].map((t) => el("th", {}, t)))),
       el("tbody", {}, ...keys.map(([k, d]) => el("tr", {}, el("td", {}, k), el("td", {}, d.dtype),
         el("td", {}, d.shape ? JSON.stringify(d.shape) : ""), el("td", {}, d.units || ""))))));
