@@ -73,6 +73,9 @@ def _service_commands(tmp_path: Path) -> dict[str, list[str]]:
         "export": ["export", "some-uid", "-o", str(tmp_path / "out")],
         "import": ["import", str(_bundle_zip(tmp_path))],
         "demo": ["demo", "--stop-service"],
+        "prov": ["prov", "some-uid"],
+        "reproduce": ["reproduce", "some-uid"],
+        "close-stale": ["close-stale", "--older-than", "24h", "--reason", "forgotten"],
     }
 
 
@@ -127,6 +130,7 @@ def test_missing_token_and_too_small_scope_are_explained(start_service, tmp_path
 ])
 def test_local_mistakes_are_one_line(tmp_path, args, expected):
     """An unknown bundle name, a missing file or a bad URL: one line naming it, non-zero exit."""
+    (tmp_path / "RUNS_FINISHED").mkdir()  # an (empty) spool, so sync gets as far as looking for the bundle
     code, _, err = _finish(_command(*[a.format(tmp=tmp_path) for a in args]))
     assert code != 0 and "Traceback" not in err
     assert expected in err.strip().splitlines()[-1]
