@@ -97,6 +97,11 @@ def test_every_readme_block_runs_on_demo_data(serve_factory, tmp_path):  # noqa:
     shell, python = _blocks("bash"), _blocks("python")
     skipped = [code for code, not_run in shell + python if not_run]
     assert 0 < len(skipped) <= MAX_NOT_RUN
+    # The Python blocks first: they make the spool directory the shell blocks then sync (as a script would).
+    program = _substitute("".join(code for code, not_run in python if not not_run), table)
+    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300,
+                            env=env, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
     for code, not_run in shell:
         if not_run:
             continue
@@ -107,10 +112,6 @@ def test_every_readme_block_runs_on_demo_data(serve_factory, tmp_path):  # noqa:
         for line in result.stdout.splitlines():
             if line.startswith("{"):
                 assert json.loads(line).get("items", [None]) != [], f"an example finds nothing:\n{code}"
-    program = _substitute("".join(code for code, not_run in python if not not_run), table)
-    result = subprocess.run([sys.executable, "-c", program], capture_output=True, text=True, timeout=300,
-                            env=env, cwd=tmp_path)
-    assert result.returncode == 0, result.stderr
     assert _acquisitions(server.url) == acquisitions  # the README's second `demo` added nothing
     assert server.terminate()[0] == 0
 
