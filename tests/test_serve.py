@@ -6,6 +6,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import uuid
 from pathlib import Path
 
@@ -38,19 +39,33 @@ class Serve:
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env=self.ready.env(),
         )
+        # Drained all along: a full pipe would block the service's logging, and with it the service.
+        self._lines: list[str] = []
+        self._reader = threading.Thread(target=self._drain, daemon=True)
+        self._reader.start()
+
+    def _drain(self) -> None:
+        for line in self.process.stdout:
+            self._lines.append(line)
+
+    def output(self, timeout: float = 60.0) -> str:
+        """Everything the process printed, once it has exited."""
+        self.process.wait(timeout)
+        self._reader.join(timeout)
+        return "".join(self._lines)
 
     def wait_ready(self, timeout: float = 90.0) -> None:
         """Block until every worker has sent READY=1 (or the process dies), then check /readyz."""
         try:
             self.ready.wait(self.process, self.workers, timeout)
         except NotReady as exc:
-            output = self.process.stdout.read() if self.process.poll() is not None else ""
+            output = self.output() if self.process.poll() is not None else ""
             raise AssertionError(f"serve: {exc}\n{output}") from None
         assert requests.get(f"{self.url}/readyz", timeout=10).status_code == 200
 
     def terminate(self, timeout: float = 60.0) -> tuple[int, str]:
         self.process.send_signal(signal.SIGTERM)
-        output, _ = self.process.communicate(timeout=timeout)
+        output = self.output(timeout)
         self.close()
         return self.process.returncode, output
 
@@ -60,7 +75,7 @@ class Serve:
             os.killpg(self.process.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        self.process.communicate(timeout=60)
+        self.output()
         self.close()
 
     def close(self) -> None:
@@ -109,7 +124,7 @@ def test_second_serve_on_same_data_dir_fails_clearly(serve_factory, tmp_path: Pa
     first = serve_factory("--data-dir", str(data_dir))
     first.wait_ready()
     second = serve_factory("--data-dir", str(data_dir))
-    output, _ = second.process.communicate(timeout=120)
+    output = second.output(timeout=120)
     assert second.process.returncode != 0
     assert "did not start" in output
     assert requests.get(f"{first.url}/readyz").status_code == 200
