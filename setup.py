@@ -30,8 +30,10 @@ INSTALL_REQUIRES = [
     "prometheus-client>=0.17",
     # The analyses shipped with the analysis driver; the thin client never imports it.
     "numpy>=1.24",
-    # W3C PROV export of lineages: the reference implementation of the PROV model (xml: PROV-XML via lxml).
-    "prov[xml]>=2.0",
+    # W3C PROV export of lineages: the reference implementation of the PROV model; lxml for PROV-XML
+    # (what prov's "xml" extra asks for, named directly so the conda recipe can list the same packages).
+    "prov>=2.0",
+    "lxml>=4.9",
 ]
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],

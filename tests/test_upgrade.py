@@ -51,7 +51,11 @@ def test_serve_refuses_a_zero_database_with_one_line(zero_db, mongo_uri):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert "Traceback" not in result.stderr
-    assert f"analysisstore upgrade --mongo-uri {mongo_uri} --database {zero_db.name}" in lines[0]
+    # The command is named with the URI's password masked: a refusal line must not print a secret.
+    password = mongo_uri.split("://", 1)[1].split("@", 1)[0].split(":", 1)[1]
+    masked = mongo_uri.replace(f":{password}@", ":***@")
+    assert password not in result.stderr
+    assert f"analysisstore upgrade --mongo-uri {masked} --database {zero_db.name}" in lines[0]
     assert "uid_1" not in zero_db.analysis_header.index_information()
 
 
