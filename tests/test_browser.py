@@ -92,14 +92,37 @@ def test_token_and_readable_errors(start_service, page):
     from analysisstore.auth import digest
     from analysisstore.config import TokenEntry
 
-    service = start_service(require_auth=True, tokens=(TokenEntry("ui", digest("ui-token"), frozenset({"read"})),))
+    service = start_service(require_auth=True, tokens=(TokenEntry("ui", digest("ui-token"), frozenset({"read"})),
+                                                       TokenEntry("w", digest("w-token"), frozenset({"read", "write"}))))
+    writer = {"Authorization": "Bearer w-token"}
+    header = header_doc(time=time.time())
+    assert requests.post(f"{service.url}/api/v1/analysis_header", json=header, headers=writer).status_code == 201
+    png = _png()
+    response = requests.post(f"{service.url}/api/v1/analysis/{header['uid']}/files", params={"name": "p.png"},
+                             data=png, headers={**writer, "Content-Type": "image/png"}, timeout=30)
+    assert response.status_code == 201, response.text
+    file_uid = response.json()["uid"]
     page.goto(service.url + "/")
     page.wait_for_selector("#error:not([hidden])")
     assert "401 Unauthorized" in page.text_content("#error") and "enter a token" in page.text_content("#error")
+    page.wait_for_selector("body[data-live=polling]")  # the stream was refused too
     page.fill("#token", "ui-token")
     page.click("#token-form button")
     _ready(page)
     assert page.is_hidden("#error")
+    page.wait_for_selector("body[data-live=sse]", timeout=10_000)  # the event stream carries the token
+    assert page.text_content("#running") == "running: 1"
+    assert requests.post(f"{service.url}/api/v1/analysis_tail", json=tail_doc(header["uid"]),
+                         headers=writer).status_code == 201
+    page.wait_for_selector("#running:text-is('running: 0')", timeout=5_000)
+
+    page.click(f"a[href='#/analysis/{header['uid']}']")  # the thumbnail and the download carry the token
+    _ready(page)
+    page.wait_for_function("() => { const img = document.querySelector('#files img.thumb');"
+                           " return img && img.complete && img.naturalWidth > 0; }", timeout=5_000)
+    with page.expect_download() as download_info:
+        page.click(f"#files tr[data-file='{file_uid}'] a.file-link")
+    assert Path(download_info.value.path()).read_bytes() == png
     page.goto(service.url + "/#/analysis/no-such-uid")
     page.wait_for_selector("#error:not([hidden])")
     assert "404 NotFound" in page.text_content("#error")
