@@ -111,7 +111,7 @@ def test_token_and_readable_errors(start_service, page):
     _ready(page)
     assert page.is_hidden("#error")
     page.wait_for_selector("body[data-live=sse]", timeout=10_000)  # the event stream carries the token
-    assert page.text_content("#running") == "running: 1"
+    page.wait_for_selector("#running:text-is('running: 1')", timeout=5_000)
     assert requests.post(f"{service.url}/api/v1/analysis_tail", json=tail_doc(header["uid"]),
                          headers=writer).status_code == 201
     page.wait_for_selector("#running:text-is('running: 0')", timeout=5_000)
@@ -243,7 +243,7 @@ def test_list_and_running_count_update_live_from_the_event_stream(service, page)
     without a reload and well before any polling would have noticed."""
     _open(page, service)
     page.wait_for_selector("body[data-live=sse]", timeout=10_000)
-    assert page.text_content("#running") == "running: 0"
+    page.wait_for_selector("#running:text-is('running: 0')", timeout=5_000)
     page.evaluate("window.__sameDocument = true")
 
     uid = _header(service, "arrives-live")
@@ -297,7 +297,7 @@ def test_files_are_listed_with_sizes_downloads_and_thumbnails(service, page):
     csv_uid = _attach(service, uid, "table.csv", csv, "text/csv")
 
     _open(page, service, uid)
-    assert page.text_content("#files h2 .muted") == "3 files"
+    assert page.get_attribute("#files h2 [data-count]", "data-count") == "3"
     row = page.locator(f"#files tr[data-file='{png_uid}']")
     assert row.locator("a.file-link").get_attribute("href") == f"/api/v1/files/{png_uid}"
     assert row.locator("a.file-link").text_content() == "spectrum.png"

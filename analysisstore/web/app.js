@@ -320,7 +320,9 @@ function humanSize(bytes) {
 }
 
 function filesCard(files) {
-  const card = el("div", { class: "card", id: "files" }, el("h2", {}, "files ", el("span", { class: "muted" }, plural(files.length, "file", "files"))));
+  const total = files.reduce((sum, f) => sum + (f.size || 0), 0);
+  const card = el("div", { class: "card", id: "files" }, el("h2", {}, "files ",
+    el("span", { class: "muted", "data-count": files.length }, files.length ? `${files.length}, ${humanSize(total)} in all` : "")));
   if (!files.length) { card.append(el("p", { class: "muted" }, "no files attached")); return card; }
   card.append(el("table", { class: "files" },
     el("thead", {}, el("tr", {}, ...["", "name", "size", "content type", "sha256"].map((t) => el("th", {}, t)))),
@@ -599,13 +601,13 @@ function soon(key, ms, fn) {
 function onEvent(_, data) {
   let event;
   try { event = parseJson(data); } catch (_) { return; }
-  soon("running", 150, refreshRunning);
+  soon("running", 250, refreshRunning);
   const view = currentView();
-  if (view.kind === "list") soon("view", 300, refreshView);
+  if (view.kind === "list") soon("view", 750, refreshView);
   else {
     const doc = event.document || {};
     const ours = event.doc_type === "analysis_header" ? event.uid === view.uid : doc.analysis_header === view.uid;
-    if (ours) soon("view", 150, refreshView);
+    if (ours) soon("view", 250, refreshView);
   }
 }
 
