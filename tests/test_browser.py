@@ -236,6 +236,13 @@ def test_lineage_section_shows_both_directions_of_a_chain_with_links(service, pa
     prov = json.loads(Path(download_info.value.path()).read_text())
     assert "activity" in prov and any(a in key for key in prov["activity"])
 
+    b2 = _header(service, "reduce-again", inputs=(a,))
+    d = _header(service, "compare", inputs=(b, b2))  # a diamond: a is reached through b and through b2
+    _open(page, service, d)
+    shared = page.locator(f"#lineage-ancestors li[data-uid='{a}']")
+    assert shared.count() == 1 and "also input of 1 other" in shared.text_content()
+    assert page.locator(f"#lineage-ancestors li[data-depth='1']").count() == 2
+
 
 @pytest.mark.timeout(120)
 def test_list_and_running_count_update_live_from_the_event_stream(service, page):

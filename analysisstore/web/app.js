@@ -275,12 +275,13 @@ function lineageTree(graph) {
   const byUid = new Map(graph.nodes.map((n) => [n.uid, n]));
   const children = new Map(graph.nodes.map((n) => [n.uid, []]));
   const placed = new Set([graph.uid]);
-  const also = new Map();
+  const links = new Map();  // how many analyses of the graph each one hangs from
   for (const edge of graph.edges) {
     const [parent, child] = up ? [edge.analysis, edge.input] : [edge.input, edge.analysis];
     const p = byUid.get(parent), c = byUid.get(child);
-    if (!p || !c || c.depth !== p.depth + 1) continue;
-    if (placed.has(child)) { also.set(child, (also.get(child) || 0) + 1); continue; }
+    if (!p || !c) continue;
+    links.set(child, (links.get(child) || 0) + 1);
+    if (c.depth !== p.depth + 1 || placed.has(child)) continue;
     placed.add(child);
     children.get(parent).push(child);
   }
@@ -289,7 +290,7 @@ function lineageTree(graph) {
     const n = byUid.get(uid);
     shown += 1;
     const kids = children.get(uid);
-    const extra = also.get(uid);
+    const extra = n.depth ? (links.get(uid) || 1) - 1 : 0;
     return el("li", { "data-uid": uid, "data-depth": n.depth },
       n.depth === 0 ? el("strong", {}, "this analysis") : link(uid), " ",
       el("span", { class: "name" }, n.analysis_name || ""), " ", n.status ? badge(n.status) : null,
