@@ -208,6 +208,9 @@ def openapi_spec() -> dict[str, Any]:
         "/api/v1/files/{uid}": {
             "parameters": [_UID],
             "get": {"summary": "A file's content (ETag: sha256; single byte ranges)",
+                    "description": "Always an attachment, nosniff, under a CSP sandbox without script (an uploaded "
+                                   "SVG or HTML cannot act as the service's pages); a stored content type that is "
+                                   "not a plain media type is served as application/octet-stream.",
                     "responses": {"200": {"description": "The content", "content": {
                         "*/*": {"schema": {"type": "string", "format": "binary"}}}},
                         "206": {"description": "The range asked for"}, **_errors("404", "416", "503")}},

@@ -165,3 +165,23 @@ def _memory(pid: int) -> dict[str, int]:
         if key in ("VmRSS", "VmHWM"):
             fields[key] = int(value.split()[0]) * 1024
     return fields
+
+
+@pytest.mark.parametrize("content_type, served_as", [
+    ("image/svg+xml", "image/svg+xml"), ("text/html; charset=utf-8", "text/html; charset=utf-8"),
+    ("text/html;\tx=1", "application/octet-stream"), ("not a type", "application/octet-stream")])
+def test_a_download_cannot_run_in_the_services_origin(service: Any, analysis: dict, content_type: str,
+                                                       served_as: str) -> None:
+    """An uploaded SVG or HTML with script is served as an attachment, never sniffed, in a CSP sandbox without
+    script; a content type that is not a plain media type is served as application/octet-stream, not a 500."""
+    body = b'<svg xmlns="http://www.w3.org/2000/svg"><script>alert(document.domain)</script></svg>'
+    response = requests.post(f"{service.url}/api/v1/analysis/{analysis['header']['uid']}/files",
+                             params={"name": "x.svg"}, data=body, headers={"Content-Type": content_type}, timeout=60)
+    assert response.status_code == 201, response.text
+    down = requests.get(f"{service.url}/api/v1/files/{response.json()['uid']}", timeout=30)
+    assert down.status_code == 200 and down.content == body
+    assert down.headers["Content-Type"] == served_as
+    assert down.headers["Content-Disposition"].startswith("attachment;")
+    assert down.headers["X-Content-Type-Options"] == "nosniff"
+    policy = [p.strip() for p in down.headers["Content-Security-Policy"].split(";")]
+    assert "sandbox" in policy and "default-src 'none'" in policy

@@ -17,6 +17,12 @@ __all__ = ["routes"]
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
 _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_TOKEN = r"[A-Za-z0-9!#$&^_.+-]{1,127}"
+#: A plain media type (RFC 9110), parameters separated by "; "; anything else is served as octet-stream.
+_MEDIA_TYPE = re.compile(rf'{_TOKEN}/{_TOKEN}( ?; ?{_TOKEN}=({_TOKEN}|"[ !#-\[\]-~]*"))*')
+#: A file is the uploader's content, not the service's: if a browser ever renders one (an SVG or HTML opened
+#: directly), it runs sandboxed (an opaque origin, no script), so it cannot act as the service's own pages.
+_FILE_POLICY = "sandbox; default-src 'none'; img-src data:; style-src 'unsafe-inline'"
 #: After the size limit, this much more of a body is read and dropped so the 413 reaches the client.
 _DRAIN_LIMIT = 16 << 20
 
@@ -97,10 +103,12 @@ class FileHandler(BaseHandler):
     async def get(self, file_uid: str) -> None:
         doc = await self.store.files.get(file_uid)
         start, end = self._range(doc["size"])
-        self.set_header("Content-Type", doc["content_type"])
+        content_type = doc.get("content_type") or ""
+        self.set_header("Content-Type", content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream")
+        self.set_header("Content-Security-Policy", _FILE_POLICY)
         self.set_header("ETag", f'"{doc["sha256"]}"')
         self.set_header("Accept-Ranges", "bytes")
-        self.set_header("Content-Disposition", attachment(doc["name"]))
+        self.set_header("Content-Disposition", attachment(doc["name"]))  # saved, never shown in the page's origin
         if self.request.headers.get("If-None-Match") == f'"{doc["sha256"]}"':
             self.set_status(304)
             return

@@ -5,6 +5,8 @@ const main = document.getElementById("main");
 const errorBox = document.getElementById("error");
 const TOKEN_KEY = "analysisstore.token";  // sessionStorage: kept while the tab is open
 let staleAfter = 24 * 3600;
+let viewGen = 0;  // bumped on every navigation: a slow answer for a page no longer shown is dropped
+let analysisState = { uid: null, signature: null };  // the analysis page shown, for live refreshes
 
 // ---- API ----------------------------------------------------------------------
 
@@ -141,8 +143,16 @@ async function renderList() {
     const data = new FormData(form);
     listState.filters = Object.fromEntries(data.entries());
     listState.cursors = [];
-    renderList().catch(showError);
+    loadListPage().catch(showError);
   });
+  main.replaceChildren(form, el("div", { id: "list-body" }));
+  await loadListPage();
+}
+
+// The page of analyses under the filters (the filter form is left alone, so a live refresh never eats typing).
+async function loadListPage() {
+  const f = listState.filters;
+  const gen = viewGen;
   const params = {
     order_by: "-time", limit: 25, include_count: "true", status: f.status,
     "provenance.analysis_name": f.name,
@@ -154,6 +164,8 @@ async function renderList() {
   };
   const page = await api("/api/v1/analysis_header?" + query(params));
   const tails = await tailsFor(page.items.map((h) => h.uid));
+  const body = document.getElementById("list-body");
+  if (gen !== viewGen || !body) return;  // the page changed meanwhile
   const rows = page.items.map((h) => el("tr", { "data-uid": h.uid, class: isInvalid(h, tails[h.uid]) ? "invalid" : "" },
     el("td", {}, link(h.uid)),
     el("td", {}, (h.provenance || {}).analysis_name || ""),
@@ -163,12 +175,12 @@ async function renderList() {
     el("td", { class: "status-cell" }, badge(statusOf(h, tails[h.uid])), ...flags(h, tails[h.uid]))));
   const next = el("button", { id: "next-page", onclick: () => {
     listState.cursors.push(page.meta.next_cursor);
-    renderList().catch(showError);
+    loadListPage().catch(showError);
   } }, "next page");
   next.disabled = !page.meta.next_cursor;
-  const first = el("button", { onclick: () => { listState.cursors = []; renderList().catch(showError); } }, "first page");
+  const first = el("button", { onclick: () => { listState.cursors = []; loadListPage().catch(showError); } }, "first page");
   first.disabled = listState.cursors.length === 0;
-  main.replaceChildren(form,
+  body.replaceChildren(
     el("div", { class: "pager" }, first, next, el("span", { class: "muted", id: "count" }, plural(page.meta.count, "analysis", "analyses"))),
     el("table", { id: "analyses" },
       el("thead", {}, el("tr", {}, ...["uid", "analysis", "sample", "project", "time", "status"].map((t) => el("th", {}, t)))),
@@ -183,12 +195,14 @@ function kv(entries) {
 }
 
 async function renderAnalysis(uid) {
+  const gen = viewGen;
   const view = await api("/api/v1/analysis/" + encodeURIComponent(uid));
   const h = view.header;
   const prov = h.provenance || {};
   const inputs = prov.inputs || [];
   const usedBy = await api("/api/v1/analysis_header?" + query({ "provenance.inputs": uid, fields: "uid,provenance.analysis_name", limit: 100 }));
   const download = el("button", { id: "download", onclick: () => downloadBundle(uid).catch(showError) }, "download bundle (.zip)");
+  const lineage = lineageCard(uid);  // its two requests run while the rest is fetched
   const invalid = isInvalid(h, view.tail);
   const notes = notesOf(h, view.tail);
   const cards = [
@@ -207,13 +221,147 @@ async function renderAnalysis(uid) {
         ? el("ul", { id: "used-by" }, ...usedBy.items.map((d) => el("li", {}, link(d.uid), " ", (d.provenance || {}).analysis_name || "")))
         : el("p", { class: "muted" }, "no later analysis uses this one"),
       el("h3", {}, "parameters and provenance"), el("pre", {}, showJson(prov, 2))),
+    await lineage,
+    filesCard(view.files || []),
   ];
   for (const stream of view.streams) cards.push(await streamCard(stream));
   cards.push(el("div", { class: "card" }, el("h2", {}, "tail"), view.tail
     ? kv([["exit status", badge(view.tail.exit_status)], ["reason", view.tail.reason], ["time", when(view.tail.time)], ["notes", view.tail.notes]])
     : el("p", { class: "muted" }, "no tail yet: the analysis has not ended")));
   cards.push(await revisionsCard(uid, view.tail));
+  if (gen !== viewGen) return;  // the page changed meanwhile
+  analysisState = { uid, signature: signatureOf(view) };
+  const scroll = window.scrollY;  // a live refresh keeps the reader where they were
   main.replaceChildren(el("p", {}, el("a", { href: "#/" }, "← all analyses")), ...cards);
+  window.scrollTo(0, scroll);
+}
+
+// What a live refresh of the analysis page looks for: a new revision of the header, or a tail (or its revision).
+function signatureOf(view) {
+  return JSON.stringify([view.header._revision, view.tail && view.tail.uid, view.tail && view.tail._revision,
+    (view.files || []).length]);
+}
+
+// ---- lineage: both directions as indented trees --------------------------------------
+
+const LINEAGE_DEPTH = 10;
+const LINEAGE_SHOWN = 300;  // nodes drawn per direction; the rest are counted
+
+async function lineageCard(uid) {
+  const base = "/api/v1/analysis/" + encodeURIComponent(uid);
+  const provLinks = [["json", "PROV-JSON"], ["provn", "PROV-N"], ["xml", "PROV-XML"]].map(([fmt, label]) =>
+    fileLink(`${base}/prov?${query({ format: fmt, depth: LINEAGE_DEPTH })}`, `${uid}.prov.${fmt}`, label,
+      { class: "prov-link", "data-format": fmt }));
+  const card = el("div", { class: "card", id: "lineage" }, el("h2", {}, "lineage"),
+    el("p", { class: "controls" }, "W3C PROV export of this analysis and its ancestors: ", ...provLinks));
+  const directions = [["ancestors", "derived from (ancestors)", "no inputs: nothing upstream"],
+    ["descendants", "used by (descendants)", "no later analysis uses this one"]];
+  const answers = await Promise.all(directions.map(([direction]) =>
+    api(`${base}/lineage?${query({ direction, depth: LINEAGE_DEPTH })}`).catch((error) => error)));
+  directions.forEach(([direction, title, none], i) => {
+    const answer = answers[i];
+    const section = el("div", { class: "lineage", id: "lineage-" + direction }, el("h3", {}, title));
+    if (answer instanceof Error) section.append(el("p", { class: "error-text" }, answer.message));
+    else if (answer.nodes.length <= 1) section.append(el("p", { class: "muted" }, none));
+    else section.append(lineageTree(answer));
+    card.append(section);
+  });
+  return card;
+}
+
+// Each analysis once, under one analysis a level nearer the root (a diamond shows its other links as "also").
+function lineageTree(graph) {
+  const up = graph.direction === "ancestors";
+  const byUid = new Map(graph.nodes.map((n) => [n.uid, n]));
+  const children = new Map(graph.nodes.map((n) => [n.uid, []]));
+  const placed = new Set([graph.uid]);
+  const links = new Map();  // how many analyses of the graph each one hangs from
+  for (const edge of graph.edges) {
+    const [parent, child] = up ? [edge.analysis, edge.input] : [edge.input, edge.analysis];
+    const p = byUid.get(parent), c = byUid.get(child);
+    if (!p || !c) continue;
+    links.set(child, (links.get(child) || 0) + 1);
+    if (c.depth !== p.depth + 1 || placed.has(child)) continue;
+    placed.add(child);
+    children.get(parent).push(child);
+  }
+  let shown = 0;
+  const item = (uid) => {
+    const n = byUid.get(uid);
+    shown += 1;
+    const kids = children.get(uid);
+    const extra = n.depth ? (links.get(uid) || 1) - 1 : 0;
+    return el("li", { "data-uid": uid, "data-depth": n.depth },
+      n.depth === 0 ? el("strong", {}, "this analysis") : link(uid), " ",
+      el("span", { class: "name" }, n.analysis_name || ""), " ", n.status ? badge(n.status) : null,
+      n.depth ? el("span", { class: "muted depth" }, ` depth ${n.depth}`) : null,
+      extra ? el("span", { class: "muted" }, ` (also ${up ? "input of" : "uses"} ${plural(extra, "other", "others")})`) : null,
+      kids.length ? el("ul", {}, ...kids.map((k) => (shown < LINEAGE_SHOWN ? item(k) : null))) : null);
+  };
+  const tree = el("ul", { class: "tree" }, item(graph.uid));
+  const deepest = Math.max(...graph.nodes.map((n) => n.depth));
+  const notes = [];
+  if (shown < graph.nodes.length) notes.push(`${graph.nodes.length - shown} more not drawn`);
+  if (deepest >= graph.depth) notes.push(`may go on beyond depth ${graph.depth}`);
+  return el("div", {}, tree, notes.length ? el("p", { class: "muted" }, notes.join("; ")) : null);
+}
+
+// ---- files ---------------------------------------------------------------------------
+
+const THUMBNAIL_TYPES = new Set(["image/png", "image/jpeg", "image/svg+xml", "image/gif", "image/webp"]);
+const THUMBNAIL_MAX_BYTES = 20 << 20;  // larger pictures are only linked, not fetched for a thumbnail
+
+function humanSize(bytes) {
+  if (typeof bytes !== "number" || !isFinite(bytes)) return "";
+  if (bytes < 1024) return plural(bytes, "byte", "bytes");
+  const units = ["KiB", "MiB", "GiB", "TiB"];
+  let value = bytes, unit = -1;
+  while (value >= 1024 && unit < units.length - 1) { value /= 1024; unit += 1; }
+  return `${value < 10 ? value.toFixed(1) : Math.round(value)} ${units[unit]}`;
+}
+
+function filesCard(files) {
+  const total = files.reduce((sum, f) => sum + (f.size || 0), 0);
+  const card = el("div", { class: "card", id: "files" }, el("h2", {}, "files ",
+    el("span", { class: "muted", "data-count": files.length }, files.length ? `${files.length}, ${humanSize(total)} in all` : "")));
+  if (!files.length) { card.append(el("p", { class: "muted" }, "no files attached")); return card; }
+  card.append(el("table", { class: "files" },
+    el("thead", {}, el("tr", {}, ...["", "name", "size", "content type", "sha256"].map((t) => el("th", {}, t)))),
+    el("tbody", {}, ...files.map((f) => {
+      const href = "/api/v1/files/" + encodeURIComponent(f.uid);
+      const type = String(f.content_type || "").split(";")[0].trim().toLowerCase();
+      const thumb = THUMBNAIL_TYPES.has(type) && f.size <= THUMBNAIL_MAX_BYTES ? thumbnail(href, f.name) : null;
+      return el("tr", { "data-file": f.uid },
+        el("td", { class: "thumb-cell" }, thumb),
+        el("td", {}, fileLink(href, f.name, f.name, { class: "file-link" })),
+        el("td", { class: "num", title: plural(f.size, "byte", "bytes") }, humanSize(f.size)),
+        el("td", {}, f.content_type || ""),
+        el("td", { class: "sha", title: f.sha256 || "" }, (f.sha256 || "").slice(0, 12)));
+    }))));
+  return card;
+}
+
+// Pictures shown through <img>, which never runs a script in an SVG; the download itself is an attachment
+// in a CSP sandbox (handlers/files.py). With a token the bytes are fetched with it and shown from a blob.
+function thumbnail(href, name) {
+  const img = el("img", { class: "thumb", alt: name, loading: "lazy" });
+  if (!sessionStorage.getItem(TOKEN_KEY)) img.src = href;
+  else {
+    api(href, { raw: true, headers: { Accept: "*/*" } }).then((r) => r.blob())
+      .then((blob) => { img.src = URL.createObjectURL(blob); img.onload = () => URL.revokeObjectURL(img.src); })
+      .catch(() => img.replaceWith(el("span", { class: "muted" }, "(no preview)")));
+  }
+  return img;
+}
+
+// A link that downloads: a plain link without a token, a fetch that carries the token when one is set.
+function fileLink(href, filename, text, attrs = {}) {
+  return el("a", Object.assign({ href, download: filename, onclick: (event) => {
+    if (!sessionStorage.getItem(TOKEN_KEY)) return;
+    event.preventDefault();
+    api(href, { raw: true, headers: { Accept: "*/*" } }).then((r) => r.blob()).then((blob) => saveBlob(blob, filename))
+      .catch(showError);
+  } }, attrs), text);
 }
 
 async function streamCard(stream) {
@@ -329,23 +477,155 @@ async function revisionsCard(uid, tail) {
 
 async function downloadBundle(uid) {
   const response = await api("/api/v1/analysis/" + encodeURIComponent(uid) + "/bundle", { raw: true, headers: { Accept: "application/zip" } });
-  const url = URL.createObjectURL(await response.blob());
-  const a = el("a", { href: url, download: uid + ".zip" });
+  saveBlob(await response.blob(), uid + ".zip");
+}
+
+function saveBlob(blob, filename) {
+  const url = URL.createObjectURL(blob);
+  const a = el("a", { href: url, download: filename });
   document.body.append(a);
   a.click();
   a.remove();
   setTimeout(() => URL.revokeObjectURL(url), 10000);
 }
 
-// ---- running count, token, routing ----------------------------------------------------
+// ---- running count, live updates, token, routing -------------------------------------
+
+let runningSeq = 0;
 
 async function refreshRunning() {
+  const seq = ++runningSeq;  // answers may come back out of order: only the latest is shown
+  let text = "running: –";
   try {
     const body = await api("/api/v1/analysis_header?" + query({ status: "running", include_count: "true", limit: 1, fields: "uid" }));
-    document.getElementById("running").textContent = `running: ${body.meta.count}`;
-  } catch (_) {
-    document.getElementById("running").textContent = "running: –";
+    text = `running: ${body.meta.count}`;
+  } catch (_) { /* shown as unknown */ }
+  if (seq === runningSeq) document.getElementById("running").textContent = text;
+}
+
+function currentView() {
+  const match = location.hash.match(/^#\/analysis\/(.+)$/);
+  return match ? { kind: "analysis", uid: decodeURIComponent(match[1]) } : { kind: "list" };
+}
+
+// The count, the list and the analysis page follow GET /api/v1/events (Server-Sent Events, read with fetch so
+// the token can go with it: EventSource cannot send a header). When the stream cannot be had they poll, and the
+// stream is tried again with growing pauses; a reconnection resumes after the last event seen (Last-Event-ID).
+const POLL_MS = window.analysisstorePollMs || 10000;
+const STALE_CHECK_MS = 60000;  // an analysis turns stale with time alone: no event says so
+const live = { mode: "", lastEventId: null, controller: null, retryMs: 1000, poller: null, opened: false, timers: {} };
+
+function setLiveMode(mode) {
+  if (mode === live.mode) return;
+  live.mode = mode;
+  document.body.dataset.live = mode;
+  const badge = document.getElementById("live");
+  badge.textContent = mode === "sse" ? "live" : "polling";
+  badge.title = mode === "sse" ? "updates arrive as they happen (server-sent events)"
+    : `no event stream: refreshed every ${Math.round(POLL_MS / 1000)} s`;
+  badge.hidden = false;
+  clearInterval(live.poller);
+  live.poller = setInterval(() => {
+    refreshRunning();
+    if (live.mode === "polling") pollView().catch(() => {});
+  }, mode === "sse" ? STALE_CHECK_MS : POLL_MS);
+}
+
+async function startLive() {
+  if (live.controller) live.controller.abort();
+  const controller = new AbortController();
+  live.controller = controller;
+  const headers = { Accept: "text/event-stream" };
+  const token = sessionStorage.getItem(TOKEN_KEY);
+  if (token) headers.Authorization = "Bearer " + token;
+  const resuming = live.lastEventId !== null;
+  if (resuming) headers["Last-Event-ID"] = live.lastEventId;
+  try {
+    const response = await fetch("/api/v1/events?" + query({ doc_type: "analysis_header,analysis_tail" }),
+      { headers, signal: controller.signal, cache: "no-store" });
+    if (response.status === 400 && resuming) {
+      live.lastEventId = null;  // too old to resume from: start afresh and re-read what may have been missed
+      live.retryMs = 0;
+      throw new Error("resume refused");
+    }
+    if (!response.ok || !response.body) throw new Error(`event stream: ${response.status}`);
+    setLiveMode("sse");
+    live.retryMs = 1000;
+    refreshRunning();  // whatever happened before the stream opened
+    if (live.opened && !resuming) refreshView();
+    live.opened = true;
+    await readEvents(response.body, onEvent);
+  } catch (_) { /* fall through: poll, and try again */ }
+  if (controller !== live.controller || controller.signal.aborted) return;  // a newer stream took over
+  setLiveMode("polling");
+  setTimeout(() => { if (controller === live.controller) startLive(); }, live.retryMs);
+  live.retryMs = Math.min(Math.max(live.retryMs * 2, 1000), 60000);
+}
+
+// text/event-stream, as the service writes it: blocks separated by a blank line; id, event, data fields.
+async function readEvents(body, handle) {
+  const reader = body.pipeThrough(new TextDecoderStream()).getReader();
+  let buffer = "";
+  for (;;) {
+    const { value, done } = await reader.read();
+    if (done) return;
+    buffer += value;
+    let end;
+    while ((end = buffer.indexOf("\n\n")) >= 0) {
+      const block = buffer.slice(0, end);
+      buffer = buffer.slice(end + 2);
+      const message = { event: "message", id: null, data: [] };
+      for (const line of block.split("\n")) {
+        if (!line || line.startsWith(":")) continue;  // a comment: connected, keep-alive
+        const colon = line.indexOf(":");
+        const field = colon < 0 ? line : line.slice(0, colon);
+        const text = colon < 0 ? "" : line.slice(colon + (line[colon + 1] === " " ? 2 : 1));
+        if (field === "data") message.data.push(text);
+        else if (field === "event") message.event = text;
+        else if (field === "id") message.id = text;
+      }
+      if (message.id !== null) live.lastEventId = message.id;
+      if (message.data.length) handle(message.event, message.data.join("\n"));
+    }
   }
+}
+
+// Bursts of events (a whole analysis written at once) become one refresh of each thing on the page.
+function soon(key, ms, fn) {
+  if (live.timers[key]) return;
+  live.timers[key] = setTimeout(() => {
+    live.timers[key] = null;
+    Promise.resolve(fn()).catch(showError);
+  }, ms);
+}
+
+function onEvent(_, data) {
+  let event;
+  try { event = parseJson(data); } catch (_) { return; }
+  soon("running", 250, refreshRunning);
+  const view = currentView();
+  if (view.kind === "list") soon("view", 750, refreshView);
+  else {
+    const doc = event.document || {};
+    const ours = event.doc_type === "analysis_header" ? event.uid === view.uid : doc.analysis_header === view.uid;
+    if (ours) soon("view", 250, refreshView);
+  }
+}
+
+// Redraw what the page shows, in place (the list's page or the analysis), once it has been drawn.
+async function refreshView() {
+  if (main.getAttribute("data-ready") !== "true") return;
+  const view = currentView();
+  if (view.kind === "list") await loadListPage();
+  else await renderAnalysis(view.uid);
+}
+
+// Polling: the list is re-read; the analysis page only when its header, tail or files changed.
+async function pollView() {
+  const view = currentView();
+  if (view.kind === "list" || main.getAttribute("data-ready") !== "true") return refreshView();
+  const now = await api("/api/v1/analysis/" + encodeURIComponent(view.uid));
+  if (analysisState.uid !== view.uid || signatureOf(now) !== analysisState.signature) await refreshView();
 }
 
 document.getElementById("token-form").addEventListener("submit", (event) => {
@@ -354,27 +634,30 @@ document.getElementById("token-form").addEventListener("submit", (event) => {
   if (value) sessionStorage.setItem(TOKEN_KEY, value); else sessionStorage.removeItem(TOKEN_KEY);
   document.getElementById("token").value = "";
   route();
+  startLive();  // the stream carries the token too
 });
 
 async function route() {
+  const gen = ++viewGen;
   clearError();
   try {
     const status = await api("/api/v1/status");
     staleAfter = status.stale_after_seconds;
   } catch (error) { showError(error); }
   refreshRunning();
-  const match = location.hash.match(/^#\/analysis\/(.+)$/);
+  const view = currentView();
   main.replaceChildren(el("p", { class: "muted" }, "loading…"));
   try {
-    if (match) await renderAnalysis(decodeURIComponent(match[1]));
+    if (view.kind === "analysis") await renderAnalysis(view.uid);
     else await renderList();
-    main.setAttribute("data-ready", "true");
+    if (gen === viewGen) main.setAttribute("data-ready", "true");
   } catch (error) {
+    if (gen !== viewGen) return;
     main.replaceChildren();
     showError(error);
   }
 }
 
 window.addEventListener("hashchange", () => { main.removeAttribute("data-ready"); route(); });
-setInterval(refreshRunning, 10000);
 route();
+startLive();
