@@ -39,7 +39,9 @@ EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],
     # playwright drives the system Chromium in the browser test (no browser download).
     "test": ["pytest>=8.0", "pytest-timeout>=2.2", "hypothesis>=6.100",
-             "openapi-spec-validator>=0.7", "playwright>=1.40"],
+             "openapi-spec-validator>=0.7", "playwright>=1.40",
+             # tests/test_typing.py: mypy and the stubs of the typed dependencies.
+             "mypy>=1.10", "types-requests", "types-PyYAML", "types-ujson", "types-tqdm", "types-jsonschema"],
 }
 
 setup(

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from tornado.web import Application, RequestHandler
 
@@ -30,7 +31,7 @@ def _log_request(handler: RequestHandler) -> None:
 
 def make_app(store: Store, config: ServiceConfig, metrics: Metrics | None = None) -> Application:
     """The service's application: every module's routes, then a JSON 404 for the rest."""
-    routes = [*analyses.routes, *lineage.routes, *events.routes, *files.routes, *documents.routes, *legacy.routes,
+    routes: list[Any] = [*analyses.routes, *lineage.routes, *events.routes, *files.routes, *documents.routes, *legacy.routes,
               *health.routes, *web.routes]
     return Application(
         routes,

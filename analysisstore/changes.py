@@ -71,11 +71,11 @@ class Changes:
             target[leaf] = value
         for name in self.unset:
             *parents, leaf = name.split(".")
-            target = updated
+            parent: Any = updated
             for step in parents:
-                target = target.get(step) if isinstance(target, dict) else None
-            if isinstance(target, dict):
-                target.pop(leaf, None)
+                parent = parent.get(step) if isinstance(parent, dict) else None
+            if isinstance(parent, dict):
+                parent.pop(leaf, None)
         return prepare(self._doc_type_of(stored), updated, now=stored["time"])[0]
 
     @staticmethod

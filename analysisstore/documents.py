@@ -92,7 +92,7 @@ def _plain_message(error: Any) -> str:
     where = "/".join(str(p) for p in error.absolute_path) or "the document"
     if error.validator == "type":
         wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return f"{where} must be {' or '.join(_JSON_KINDS.get(t, t) for t in wanted)}, not {json_kind(error.instance)}"
+        return f"{where} must be {' or '.join(_JSON_KINDS.get(t, str(t)) for t in wanted)}, not {json_kind(error.instance)}"
     if error.validator == "required":
         missing = next((name for name in error.validator_value if name not in error.instance), "?")
         return f"the required field {missing!r} is missing"

@@ -167,7 +167,7 @@ class EmbeddedMongo:
         try:
             if not self._wait_until_ready():
                 raise EmbeddedDatabaseError(self._failure_message())
-            with MongoClient(f"mongodb://{self.address}/?directConnection=true") as admin:
+            with MongoClient(f"mongodb://{self.address}/?directConnection=true", document_class=dict) as admin:
                 users = admin.admin.command("usersInfo").get("users", [])
                 if any(u.get("user") == USER for u in users):
                     admin.admin.command("updateUser", USER, pwd=password)
@@ -196,7 +196,7 @@ class EmbeddedMongo:
         self._spawn(auth=True)
         if not self._wait_until_ready():
             return False
-        with MongoClient(self.uri, serverSelectionTimeoutMS=5_000) as client:
+        with MongoClient(self.uri, serverSelectionTimeoutMS=5_000, document_class=dict) as client:
             try:
                 client.admin.command("connectionStatus")  # needs a successful login
             except OperationFailure as exc:
@@ -255,7 +255,7 @@ class EmbeddedMongo:
     def _wait_until_ready(self) -> bool:
         deadline = time.monotonic() + self.startup_timeout
         with MongoClient(f"mongodb://{self.address}/?directConnection=true",
-                         serverSelectionTimeoutMS=250, connectTimeoutMS=250) as probe:
+                         serverSelectionTimeoutMS=250, connectTimeoutMS=250, document_class=dict) as probe:
             while time.monotonic() < deadline:
                 if self._process is None or self._process.poll() is not None:
                     return False

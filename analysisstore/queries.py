@@ -518,7 +518,7 @@ def keyset_clauses(values: list[Any], sort: list[tuple[str, int]]) -> list[dict[
     filter is a plain conjunction, so the database answers it from an index
     range; an equivalent ``$or`` is often answered by a collection scan.
     """
-    clauses = []
+    clauses: list[dict[str, Any]] = []
     for i in reversed(range(len(sort))):
         field, direction = sort[i]
         equal = {f: values[j] for j, (f, _) in enumerate(sort[:i])}

@@ -108,7 +108,7 @@ def run_upgrade(args: argparse.Namespace) -> int:
                 print(f"analysisstore: {str(exc).splitlines()[0]}", file=sys.stderr)
                 return 2
         client = stack.enter_context(MongoClient(uri, serverSelectionTimeoutMS=config.db_timeout_ms,
-                                                 appname="analysisstore-upgrade"))
+                                                 appname="analysisstore-upgrade", document_class=dict))
         db = client[config.database]
         try:
             client.admin.command("ping")

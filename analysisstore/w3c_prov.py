@@ -78,4 +78,6 @@ def prov_document(lineage: dict[str, Any], material: dict[str, Any], base_uri: s
 
 def serialize(doc: ProvDocument, fmt: str) -> str:
     """The document as PROV-JSON, PROV-N or PROV-XML."""
-    return doc.serialize(format=fmt, indent=2) if fmt != "provn" else doc.serialize(format="provn")
+    text = doc.serialize(format=fmt, indent=2) if fmt != "provn" else doc.serialize(format="provn")
+    assert text is not None  # serialize() returns None only when given a stream to write to
+    return text

@@ -97,12 +97,15 @@ def dumps_text(obj: Any, escape_forward_slashes: bool = True) -> str:
 
     The fast encoder runs first; only when it meets a non-finite float is the value copied with tags.
     """
-    options = dict(ensure_ascii=False, reject_bytes=True, allow_nan=False, default=_to_json_native,
-                   escape_forward_slashes=escape_forward_slashes)
     try:
-        return ujson.dumps(obj, **options)
+        return _ujson_text(obj, escape_forward_slashes)
     except OverflowError:
-        return ujson.dumps(tag_nonfinite(obj, _to_json_native), **options)
+        return _ujson_text(tag_nonfinite(obj, _to_json_native), escape_forward_slashes)
+
+
+def _ujson_text(obj: Any, escape_forward_slashes: bool) -> str:
+    return ujson.dumps(obj, ensure_ascii=False, reject_bytes=True, allow_nan=False, default=_to_json_native,
+                       escape_forward_slashes=escape_forward_slashes)
 
 
 def dumps(obj: Any) -> bytes:
@@ -122,7 +125,8 @@ class Transport:
     def __init__(self, base_url: str, token: str | None = None, timeout: float | tuple[float, float] = 60.0,
                  retries: RetryPolicy | int | Mapping[str, Any] | None = None) -> None:
         self.base_url = base_url.rstrip("/") + "/"
-        self.timeout = tuple(timeout) if isinstance(timeout, (tuple, list)) else (CONNECT_TIMEOUT, float(timeout))
+        self.timeout: tuple[float, float] = ((float(timeout[0]), float(timeout[1])) if isinstance(timeout, (tuple, list))
+                                             else (CONNECT_TIMEOUT, float(timeout)))
         self.retry_policy = RetryPolicy.from_config(retries)
         self.token = token
         # requests re-reads *_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE on every

@@ -14,8 +14,8 @@ import os
 import time as _time
 import uuid as _uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Iterator, Mapping
-from urllib.parse import quote
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from urllib.parse import quote, urlparse
 
 import requests
 from doct import Document
@@ -83,7 +83,7 @@ class AnalysisClient:
             url = f"http://{config['host']}:{config.get('port', 8999)}"
         else:
             url = os.environ.get("ASST_URL", DEFAULT_URL)
-        parsed = requests.utils.urlparse(url)
+        parsed = urlparse(url)
         self.host: str = parsed.hostname or "127.0.0.1"
         self.port: int = parsed.port or (443 if parsed.scheme == "https" else 80)
         self._spool = Spool(config["spool_dir"]) if config.get("spool_dir") else None
@@ -97,7 +97,7 @@ class AnalysisClient:
             timeout=config.get("timeout", 60.0),
             retries=config.get("retries"),
         )
-        self._insert_dict = {
+        self._insert_dict: dict[str, Callable[..., Any]] = {
             "analysis_header": self.insert_analysis_header,
             "analysis_tail": self.insert_analysis_tail,
             "data_reference_header": self.insert_data_reference_header,
@@ -182,7 +182,7 @@ class AnalysisClient:
             self._transport.json("POST", f"api/v1/{doc_type}", body=body)
         except TRANSIENT_ERRORS:
             header = self._headers.get(header_uid) if header_uid is not None else None
-            if header is None:
+            if header_uid is None or header is None:
                 raise  # nothing known of this analysis to spool it with
             streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
             self._spool.begin(_with_time(header), [_with_time(s) for s in streams])
@@ -193,7 +193,8 @@ class AnalysisClient:
         if doc_type == "analysis_header":
             return doc["uid"]
         if doc_type == "data_reference":
-            stream = self._streams.get(doc.get("data_reference_header"))
+            stream_uid = doc.get("data_reference_header")
+            stream = self._streams.get(stream_uid) if isinstance(stream_uid, str) else None
             return stream["analysis_header"] if stream else None
         return doc.get("analysis_header")
 
@@ -269,7 +270,7 @@ class AnalysisClient:
             doc["time"] = _time.time()
         return doc
 
-    def insert_many(self, doc_type: str, docs: list[Mapping[str, Any]]) -> dict[str, Any]:
+    def insert_many(self, doc_type: str, docs: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Send complete documents of one type as one bulk request; the service's per-item answer.
 
         For tools that move whole documents (sync, import): nothing is filled in.
@@ -452,7 +453,7 @@ class AnalysisClient:
 
     def events(self, lookups: Mapping[str, str] | None = None, *, doc_type: str | Iterable[str] | None = None,
                last_event_id: str | None = None, on_open: Callable[[], None] | None = None,
-               ) -> Iterator[dict[str, Any]]:
+               ) -> Generator[dict[str, Any], None, None]:
         """Inserts and updates as they happen (the service's Server-Sent Events), until you stop iterating.
 
         Each event is ``{"id", "operation", "doc_type", "uid", "document"}``. ``lookups`` filter the documents
@@ -652,7 +653,8 @@ def _document_name(doc_type: str) -> str:
 
 def _server_sent_events(response: requests.Response) -> Iterator[dict[str, Any]]:
     """Parse ``text/event-stream``: one dict per event (comments and keep-alives skipped)."""
-    buffer, fields = b"", {}
+    buffer = b""
+    fields: dict[str, str] = {}
     for chunk in response.iter_content(chunk_size=None):  # each chunk as it arrives: no waiting for a full block
         buffer += chunk
         *lines, buffer = buffer.split(b"\n")

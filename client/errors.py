@@ -141,7 +141,8 @@ _BY_STATUS: dict[int, type[ServiceError]] = {
 
 def error_from_body(body: dict[str, Any]) -> ServiceError:
     """The exception for an error body (``{"status", "type", "message", "details", "request_id"}``)."""
-    status = body.get("status") if isinstance(body.get("status"), int) else 500
+    given = body.get("status")
+    status = given if isinstance(given, int) else 500
     cls = _BY_STATUS.get(status, ServerError if status >= 500 else ServiceError)
     return cls(status, str(body.get("type", "Error")), str(body.get("message", "")), body.get("details") or [],
                body.get("request_id"))

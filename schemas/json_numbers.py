@@ -34,7 +34,9 @@ def _spelling(value: float) -> str:
 
 def mentions_tag(data: bytes | str) -> bool:
     """Could this JSON text hold a tagged value? (A substring search: cheap next to parsing.)"""
-    return (MARKER if isinstance(data, (bytes, bytearray)) else _MARKER_TEXT) in data
+    if isinstance(data, (bytes, bytearray)):
+        return MARKER in data
+    return _MARKER_TEXT in data
 
 
 def is_tagged(value: Any) -> bool:

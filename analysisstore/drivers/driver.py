@@ -36,6 +36,10 @@ class IncompleteInput(RuntimeError):
     """An input was read with fewer records than the service counts for it; computing on it would be wrong."""
 
 
+#: An input that could not be read whole now, but may be on a later try.
+_UNREAD: tuple[type[Exception], ...] = (IncompleteInput, *TRANSIENT_ERRORS)
+
+
 def load_input(client: AnalysisClient, header_uid: str) -> AnalysisInput:
     """An earlier analysis as input: its header, its streams by name, and their records in order.
 
@@ -195,7 +199,7 @@ def run_batch(client_factory: Callable[[], AnalysisClient], analysis: type[BaseA
             continue
         try:
             loaded = _load_whole(client, header["uid"], retries, backoff)
-        except (IncompleteInput, *TRANSIENT_ERRORS) as exc:
+        except _UNREAD as exc:
             log.warning("analysis %s of input %s not run: %s", analysis.analysis_name, header["uid"], exc)
             report.failed.append(uid)
             report.errors[uid] = f"input {header['uid']} could not be read whole: {exc}"
@@ -216,7 +220,7 @@ def _load_whole(client: AnalysisClient, header_uid: str, retries: int, backoff: 
     for attempt in range(retries + 1):
         try:
             return load_input(client, header_uid)
-        except (IncompleteInput, *TRANSIENT_ERRORS) as exc:
+        except _UNREAD as exc:
             if attempt == retries:
                 raise
             log.info("input %s incomplete (%s); retrying", header_uid, exc)

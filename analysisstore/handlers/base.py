@@ -5,9 +5,10 @@ import asyncio
 import logging
 import uuid
 from http import HTTPStatus
-from typing import Any
+from typing import Any, Awaitable
 
 import ujson
+from tornado.http1connection import HTTP1Connection
 from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..config import ServiceConfig
@@ -168,19 +169,25 @@ class BaseHandler(RequestHandler):
         """Largest body this route accepts; routes that only read (search) accept far less."""
         return self.config.max_body_bytes
 
-    def prepare(self) -> None:
+    @property
+    def http1(self) -> HTTP1Connection | None:
+        """The request's HTTP/1 connection, whose body limits and socket are ours to manage."""
+        connection = self.request.connection
+        return connection if isinstance(connection, HTTP1Connection) else None
+
+    def prepare(self) -> Awaitable[None] | None:
         self._chunks: list[bytes] = []
         self._received = 0
         self._refusal: AnalysisStoreError | None = None
         self._drain_until = 0
-        connection = self.request.connection
-        if hasattr(connection, "set_max_body_size"):  # HTTP/1 connection: limits are ours to set
-            connection.set_max_body_size(_UNBOUNDED)
-            connection.set_body_timeout(self.config.body_timeout_seconds)
+        if self.http1 is not None:
+            self.http1.set_max_body_size(_UNBOUNDED)
+            self.http1.set_body_timeout(self.config.body_timeout_seconds)
         try:
             self.check_request()
         except AnalysisStoreError as exc:
             self._refuse(exc)
+        return None  # Tornado's signature: subclasses may prepare asynchronously
 
     def check_request(self) -> None:
         """Checks made before any of the body is read: token and declared size."""
@@ -219,7 +226,7 @@ class BaseHandler(RequestHandler):
         assert self._refusal is not None
         raise self._refusal
 
-    def data_received(self, chunk: bytes) -> None:
+    def data_received(self, chunk: bytes) -> Awaitable[None] | None:
         self._received += len(chunk)
         if self._refusal is None and self._received > self.body_limit():
             self._chunks.clear()
@@ -229,6 +236,7 @@ class BaseHandler(RequestHandler):
         elif self._received > self._drain_until and not self._finished:
             self._close_after_error = True  # too much to drain: answer now, then close
             self.send_error(self._refusal.status, exc_info=(type(self._refusal), self._refusal, None))
+        return None
 
     def _too_large(self) -> PayloadTooLarge:
         return PayloadTooLarge(
@@ -261,7 +269,8 @@ class BaseHandler(RequestHandler):
         except asyncio.TimeoutError:
             log.warning("%s %s: the client read nothing for %.0fs; stream aborted [%s]", self.request.method,
                         self.request.path, self.config.stream_stall_seconds, self.request_id)
-            self.request.connection.close()
+            if self.http1 is not None:
+                self.http1.close()
             return False
 
     def write_json(self, obj: Any, status: int = 200) -> None:

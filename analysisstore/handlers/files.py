@@ -36,7 +36,10 @@ class FileUploadHandler(BaseHandler):
 
     async def prepare(self) -> None:
         if self.request.method != "POST":
-            return super().prepare()
+            pending = super().prepare()
+            if pending is not None:
+                await pending
+            return
         self._authorize()
         name = self.get_query_argument("name", "")
         if not _NAME.fullmatch(name) or name in (".", ".."):
@@ -46,7 +49,8 @@ class FileUploadHandler(BaseHandler):
             raise BadRequest("sha256 must be 64 hexadecimal digits")
         self.expected_sha256 = sha256
         limit = self.config.max_file_bytes
-        self.request.connection.set_max_body_size(limit + _DRAIN_LIMIT)
+        if self.http1 is not None:
+            self.http1.set_max_body_size(limit + _DRAIN_LIMIT)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
             self._oversize = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")

@@ -8,7 +8,7 @@ analysis, nothing new after the tail. Database failures surface as
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any, AsyncIterator
+from typing import TYPE_CHECKING, Any, AsyncGenerator
 
 from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
@@ -109,6 +109,6 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
         return await _lineage.lineage_documents(self.db, uids, self.max_time_ms)
 
     def watch(self, doc_types: list[str], filt: dict[str, Any], resume_after: str | None,
-              idle_ms: int = 15_000) -> AsyncIterator[dict[str, Any] | None]:
+              idle_ms: int = 15_000) -> AsyncGenerator[dict[str, Any] | None, None]:
         """Inserts and updates as they happen (see :func:`~analysisstore.store._events.watch_documents`)."""
         return _events.watch_documents(self.db, doc_types, filt, resume_after, idle_ms)

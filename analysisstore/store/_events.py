@@ -8,7 +8,7 @@ error, never a silent gap.
 from __future__ import annotations
 
 import logging
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
@@ -44,7 +44,7 @@ def _event(change: dict[str, Any]) -> dict[str, Any]:
 
 
 async def watch_documents(db: AsyncDatabase, doc_types: list[str], filt: dict[str, Any], resume_after: str | None,
-                          idle_ms: int) -> AsyncIterator[dict[str, Any] | None]:
+                          idle_ms: int) -> AsyncGenerator[dict[str, Any] | None, None]:
     """Events as they happen (``None`` after ``idle_ms`` without one, so the caller can send a keep-alive)."""
     match = {"operationType": {"$in": ["insert", "update", "replace"]}, "ns.coll": {"$in": doc_types},
              **_on_full_document(filt)}

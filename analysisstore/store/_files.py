@@ -19,7 +19,7 @@ import time
 import uuid
 from datetime import datetime, timezone
 from dataclasses import dataclass, field
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from bson import Binary, ObjectId
 from pymongo import ASCENDING, IndexModel
@@ -163,7 +163,7 @@ class AttachmentStore:
             raise NotFound(f"no file with uid {file_uid!r}")
         return doc
 
-    async def read(self, doc: dict[str, Any], start: int, end: int) -> AsyncIterator[bytes]:
+    async def read(self, doc: dict[str, Any], start: int, end: int) -> AsyncGenerator[bytes, None]:
         """Bytes ``start`` to ``end`` (exclusive) of a file, a chunk at a time."""
         first = start // CHUNK_SIZE
         skip = start - first * CHUNK_SIZE

@@ -92,7 +92,7 @@ async def check_layout(db: AsyncDatabase) -> None:
     raise UpgradeRequired(f"is at layout version {version!r}; this analysisstore needs {LAYOUT_VERSION}")
 
 
-_NOT_A_TIME = [{"time": {"$not": {"$type": "number"}}}, {"time": {"$in": [math.nan, math.inf, -math.inf]}}]
+_NOT_A_TIME: list[dict[str, Any]] = [{"time": {"$not": {"$type": "number"}}}, {"time": {"$in": [math.nan, math.inf, -math.inf]}}]
 _NOT_A_UID = {"$not": {"$type": "string"}}
 #: What only the 0.x service stored, per collection (records are left out: probing them means a full scan,
 #: and nothing odd in a record stops the service; their duplicates are found by the index build).

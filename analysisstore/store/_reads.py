@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import aclosing
-from typing import Any, AsyncIterator, Awaitable, Callable
+from typing import Any, AsyncGenerator, Awaitable, Callable
 
 import ujson
 
@@ -104,7 +104,7 @@ class ReadsMixin:
         batch_size: int = 1_000,
         projection: dict[str, Any] | None = None,
         limit: int = 0,
-    ) -> AsyncIterator[list[dict[str, Any]]]:
+    ) -> AsyncGenerator[list[dict[str, Any]], None]:
         """Every match (or the first ``limit``), in batches; at most three batches in memory at a time.
 
         The next batch is fetched while the caller still works on this one

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Awaitable, Callable
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -21,6 +21,9 @@ class UpdatesMixin:
 
     db: AsyncDatabase
     max_time_ms: int
+    # What it uses of the store's other parts (declared, so a missing one is a type error, not an AttributeError).
+    _finalized_headers: Callable[[set[str]], Awaitable[set[str]]]
+    get: Callable[[str, str], Awaitable[dict[str, Any]]]
 
     async def update(self, doc_type: str, uid: str, changes: "Changes", request_id: str) -> dict[str, Any]:
         """Apply ``changes`` to a header or tail, keeping the previous version as a revision."""

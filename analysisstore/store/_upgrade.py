@@ -274,11 +274,11 @@ class _Planner:
             if mapped is not None:
                 changes[name], rule = mapped
                 rules.append(rule)
-        parent = PARENT_FIELD.get(doc_type)
-        link = changes.get(parent, doc.get(parent)) if parent else None
-        if parent and isinstance(link, str) and link not in self.uids[parent]:
+        parent_field = PARENT_FIELD.get(doc_type)
+        link = changes.get(parent_field, doc.get(parent_field)) if parent_field else None
+        if parent_field and isinstance(link, str) and link not in self.uids[parent_field]:
             self.plan.note("missing parent", doc_type, "flag",
-                           f"its {parent} is not stored; kept, readable by uid", doc["uid"])
+                           f"its {parent_field} is not stored; kept, readable by uid", doc["uid"])
         return changes, rules, flagged
 
     def _finish(self, doc_type: str, doc: dict[str, Any], changes: dict[str, Any], rules: list[str],
