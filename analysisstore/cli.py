@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
     token_sub.required = True
     create = token_sub.add_parser("create", help="print a new random token and the config lines for it")
-    create.add_argument("--scope", action="append", choices=["read", "write"],
-                        help="read and/or write (repeatable; default: read)")
+    create.add_argument("--scope", action="append", choices=["read", "write", "restore"],
+                        help="read, write and/or restore (repeatable; default: read). restore lets "
+                             "`import` keep the original times of revisions and files")
     create.add_argument("--name", default="token", help="a name to recognise it by in the config")
 
     status = sub.add_parser("status", help="is a service answering? its version, database and counts")

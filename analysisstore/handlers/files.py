@@ -15,6 +15,7 @@ from .base import BaseHandler
 __all__ = ["routes"]
 
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
+_UID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 #: After the size limit, this much more of a body is read and dropped so the 413 reaches the client.
@@ -22,7 +23,11 @@ _DRAIN_LIMIT = 16 << 20
 
 
 class FileUploadHandler(BaseHandler):
-    """``POST /api/v1/analysis/{uid}/files?name=…[&sha256=…]`` with the file as the body."""
+    """``POST /api/v1/analysis/{uid}/files?name=…[&sha256=…][&uid=…]`` with the file as the body.
+
+    ``uid`` keeps a uid the client chose (a spooled or archived file); ``X-Restore-Time`` an
+    import's original time (restore scope).
+    """
 
     upload: Upload | None = None
     _oversize: PayloadTooLarge | None = None
@@ -39,6 +44,10 @@ class FileUploadHandler(BaseHandler):
         if sha256 is not None and not _SHA256.fullmatch(sha256):
             raise BadRequest("sha256 must be 64 hexadecimal digits")
         self.expected_sha256 = sha256
+        file_uid = self.get_query_argument("uid", None)
+        if file_uid is not None and not _UID.fullmatch(file_uid):
+            raise BadRequest("uid, when given, is 1 to 255 characters without control characters")
+        restore_time = self.restore_time()
         limit = self.config.max_file_bytes
         self.request.connection.set_max_body_size(limit + _DRAIN_LIMIT)
         declared = self.request.headers.get("Content-Length", "")
@@ -49,7 +58,7 @@ class FileUploadHandler(BaseHandler):
             return  # the body is read and dropped so the 413 reaches the client
         content_type = self.request.headers.get("Content-Type", "application/octet-stream")[:200]
         uid = self.path_args[0] if self.path_args else ""
-        self.upload = await self.store.files.begin(uid, name, content_type, limit)
+        self.upload = await self.store.files.begin(uid, name, content_type, limit, file_uid, restore_time)
 
     async def data_received(self, chunk: bytes) -> None:
         if self._oversize is not None:

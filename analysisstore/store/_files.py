@@ -53,6 +53,8 @@ class Upload:
     name: str
     content_type: str
     limit: int
+    uid: str | None = None  # the file's uid when the client chose it (a spooled or archived file)
+    time: float | None = None  # an import's original time; default: when the upload completes
     files_id: ObjectId = field(default_factory=ObjectId)
     digest: Any = field(default_factory=hashlib.sha256)
     size: int = 0
@@ -117,11 +119,12 @@ class AttachmentStore:
                                                 max_time_ms=self.max_time_ms) is not None:
             raise Finalized(f"analysis {analysis_header!r} is finalized (it has a tail); no new files may be added")
 
-    async def begin(self, analysis_header: str, name: str, content_type: str, limit: int) -> Upload:
+    async def begin(self, analysis_header: str, name: str, content_type: str, limit: int,
+                    uid: str | None = None, time: float | None = None) -> Upload:
         """Check the analysis takes files; the upload that the body is written to."""
         with _database_errors():
             await self._check_open(analysis_header)
-        return Upload(self.db, analysis_header, name, content_type, limit)
+        return Upload(self.db, analysis_header, name, content_type, limit, uid=uid, time=time)
 
     async def finish(self, upload: Upload, expected_sha256: str | None) -> tuple[dict[str, Any], str]:
         """Close the upload and publish its document; (document, inserted/already stored)."""
@@ -132,9 +135,9 @@ class AttachmentStore:
                                    "it was not stored (a transfer error?)")
         await upload.close()
         with _database_errors():
-            doc = {"uid": str(uuid.uuid4()), "analysis_header": upload.analysis_header, "name": upload.name,
-                   "size": upload.size, "sha256": sha256, "content_type": upload.content_type,
-                   "time": time.time(), "gridfs_id": upload.files_id}
+            doc = {"uid": upload.uid or str(uuid.uuid4()), "analysis_header": upload.analysis_header,
+                   "name": upload.name, "size": upload.size, "sha256": sha256, "content_type": upload.content_type,
+                   "time": time.time() if upload.time is None else upload.time, "gridfs_id": upload.files_id}
             try:
                 await self._check_open(upload.analysis_header)  # a tail may have come while the body arrived
                 await self.db[FILE_COLLECTION].insert_one(doc)
@@ -151,6 +154,8 @@ class AttachmentStore:
             {"analysis_header": doc["analysis_header"], "name": doc["name"]}, _PUBLIC)
         if stored is not None and stored["sha256"] == doc["sha256"] and stored["size"] == doc["size"]:
             return stored, ALREADY_STORED
+        if stored is None:  # the name is free, so the uid the client chose belongs to another file
+            raise Conflict(f"another file already has the uid {doc['uid']!r}; file uids are unique")
         raise Conflict(f"analysis {doc['analysis_header']!r} already has a different file named {doc['name']!r}; "
                        "file names are immutable, use another name")
 
