@@ -55,6 +55,9 @@ class Upload:
     limit: int
     uid: str | None = None  # the file's uid when the client chose it (a spooled or archived file)
     time: float | None = None  # an import's original time; default: when the upload completes
+    #: The file already stored under this name: the body is only hashed, to tell "already stored"
+    #: from a conflict (so an identical re-send works after the tail too, and stores nothing twice).
+    stored: dict[str, Any] | None = None
     files_id: ObjectId = field(default_factory=ObjectId)
     digest: Any = field(default_factory=hashlib.sha256)
     size: int = 0
@@ -67,6 +70,8 @@ class Upload:
         if self.size > self.limit:
             raise PayloadTooLarge(f"file larger than {self.limit} bytes (the max_file_bytes setting)")
         self.digest.update(data)
+        if self.stored is not None:
+            return
         self.buffer += data
         if len(self.buffer) >= CHUNK_SIZE * _CHUNKS_PER_WRITE:
             await self._flush(final=False)
@@ -121,10 +126,13 @@ class AttachmentStore:
 
     async def begin(self, analysis_header: str, name: str, content_type: str, limit: int,
                     uid: str | None = None, time: float | None = None) -> Upload:
-        """Check the analysis takes files; the upload that the body is written to."""
+        """Check the analysis takes files (or has this name already); the upload that the body is written to."""
         with _database_errors():
-            await self._check_open(analysis_header)
-        return Upload(self.db, analysis_header, name, content_type, limit, uid=uid, time=time)
+            stored = await self.db[FILE_COLLECTION].find_one({"analysis_header": analysis_header, "name": name},
+                                                             _PUBLIC, max_time_ms=self.max_time_ms)
+            if stored is None:
+                await self._check_open(analysis_header)
+        return Upload(self.db, analysis_header, name, content_type, limit, uid=uid, time=time, stored=stored)
 
     async def finish(self, upload: Upload, expected_sha256: str | None) -> tuple[dict[str, Any], str]:
         """Close the upload and publish its document; (document, inserted/already stored)."""
@@ -133,6 +141,9 @@ class AttachmentStore:
             await upload.abort()
             raise ValidationFailed(f"the file's sha256 is {sha256}, not {expected_sha256} as announced; "
                                    "it was not stored (a transfer error?)")
+        if upload.stored is not None:
+            return await self._resolve_same_name({"analysis_header": upload.analysis_header, "name": upload.name,
+                                                  "sha256": sha256, "size": upload.size})
         await upload.close()
         with _database_errors():
             doc = {"uid": upload.uid or str(uuid.uuid4()), "analysis_header": upload.analysis_header,
