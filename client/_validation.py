@@ -48,7 +48,7 @@ def validate_bundle(bundle: "Bundle") -> dict[str, Any]:
     held to its sha256 while it is sent (see ``Bundle.open_file``), so a
     large file is read once.
     """
-    from .bundle import FORMAT, HEADER, MANIFEST, READABLE_VERSIONS, STREAMS_DIR, TAIL, VERSION, BundleError
+    from .bundle import FORMAT, HEADER, MANIFEST, READABLE_VERSIONS, STREAMS_DIR, TAIL, BundleError
 
     manifest = bundle.manifest
     if manifest is None:
