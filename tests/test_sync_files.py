@@ -135,3 +135,15 @@ def test_sync_killed_mid_file_stores_it_once(start_service, closed_port, tmp_pat
     assert not list((tmp_path / ".sync").iterdir())
     assert json.loads((tmp_path / "RUNS_SYNCED" / next((tmp_path / "RUNS_SYNCED").iterdir()).name
                        / "manifest.json").read_text())["files"][0]["uid"] == uids["big.bin"]
+
+
+def test_a_progress_save_cut_by_a_kill_leaves_no_temporary_file(start_service, closed_port, tmp_path):
+    """A run killed while saving its progress leaves a temporary copy; delivering the bundle removes it."""
+    _offline_analysis(_spooling_client(tmp_path, closed_port), {"a.txt": b"a"})
+    [bundle] = (tmp_path / "RUNS_FINISHED").iterdir()
+    (tmp_path / ".sync").mkdir()
+    leftover = tmp_path / ".sync" / f".{bundle.name}.progress.json.tmp-4242"  # as write_atomic names it
+    leftover.write_bytes(b'{"header": tr')
+    service = start_service()
+    assert Syncer(tmp_path, lambda: AnalysisClient({"url": service.url}), progress_bar=False).run_once().ok
+    assert not list((tmp_path / ".sync").iterdir())
