@@ -147,3 +147,17 @@ def test_a_progress_save_cut_by_a_kill_leaves_no_temporary_file(start_service, c
     service = start_service()
     assert Syncer(tmp_path, lambda: AnalysisClient({"url": service.url}), progress_bar=False).run_once().ok
     assert not list((tmp_path / ".sync").iterdir())
+
+
+def test_a_damaged_spooled_file_is_quarantined_without_its_tail(start_service, closed_port, tmp_path):
+    """A spooled file altered after it was written (same size): sync quarantines the bundle naming the file,
+    stores no file and writes no tail."""
+    header, uids = _offline_analysis(_spooling_client(tmp_path, closed_port), {"data.bin": b"\x01" * 5000})
+    [member] = (tmp_path / "RUNS_FINISHED").glob("*/files/*/data.bin")
+    member.write_bytes(b"\x02" * 5000)
+    service = start_service()
+    report = Syncer(tmp_path, lambda: AnalysisClient({"url": service.url}), progress_bar=False).run_once()
+    [name] = report.quarantined
+    error = json.loads((tmp_path / "RUNS_QUARANTINED" / f"{name}.error.json").read_text())
+    assert error["member"] == f"files/{uids['data.bin']}/data.bin" and "sha256" in error["error"]
+    assert service.count("analysis_file") == 0 and service.count("analysis_tail") == 0
