@@ -219,9 +219,10 @@ class BundleWriter:
                  fill: Callable[[BinaryIO], Any]) -> dict[str, Any]:
         """Attach a file: ``fill(out)`` writes its content to ``out``; returns its manifest entry.
 
-        The content goes to a temporary name, is fsynced and renamed, and only
-        then is its document written beside it: a crash leaves the file whole
-        or absent, never half of it under its real name.
+        The content goes to a (hidden) temporary name and is fsynced; its
+        document is written beside it; only then is the content renamed to its
+        member name. A file counts once both are there, so a crash at any
+        point leaves it whole or not attached, never half of it.
         """
         member = file_member(uid, name)
         target = self.path / member
@@ -232,10 +233,11 @@ class BundleWriter:
             fill(out)  # type: ignore[arg-type]
             raw.flush()
             os.fsync(raw.fileno())
-        os.replace(tmp, target)
         entry = {"uid": uid, "name": name, "member": member, "size": out.size, "sha256": out.digest.hexdigest(),
                  "content_type": content_type, "time": time}
         write_atomic(target.parent / _FILE_SIDECAR, (_dumps(entry) + "\n").encode())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
         return entry
 
     def files(self) -> list[dict[str, Any]]:
