@@ -307,13 +307,31 @@ class FileReader(io.RawIOBase):
         super().__init__()
         self.entry = entry
         self.member = entry["member"]
-        self.remaining = int(entry["size"])
+        self._bundle = bundle
+        self._handle = bundle.open(self.member)
+        self._rewind_counters()
+
+    def _rewind_counters(self) -> None:
+        self.remaining = int(self.entry["size"])
         self.digest = hashlib.sha256()
         self.read_bytes = 0
-        self._handle = bundle.open(self.member)
 
     def readable(self) -> bool:
         return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Only back to the start (a retried upload sends the member again from there), or where it is."""
+        if whence == io.SEEK_CUR and offset == 0:
+            return self.read_bytes
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("a bundle's file member can only be rewound to its start")
+        self._handle.close()
+        self._handle = self._bundle.open(self.member)
+        self._rewind_counters()
+        return 0
 
     def __len__(self) -> int:
         return int(self.entry["size"])

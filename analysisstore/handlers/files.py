@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from contextlib import aclosing
 from typing import Any
@@ -13,6 +14,8 @@ from .analyses import attachment
 from .base import BaseHandler
 
 __all__ = ["routes"]
+
+log = logging.getLogger(__name__)
 
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
 _UID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
@@ -30,7 +33,8 @@ class FileUploadHandler(BaseHandler):
     """
 
     upload: Upload | None = None
-    _oversize: PayloadTooLarge | None = None
+    #: Why the body is being read and dropped (too large, or the database failed mid-upload).
+    _refusal: AnalysisStoreError | None = None
     _discarded = 0
 
     async def prepare(self) -> None:
@@ -52,34 +56,34 @@ class FileUploadHandler(BaseHandler):
         self.request.connection.set_max_body_size(limit + _DRAIN_LIMIT)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
-            self._oversize = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
+            self._refusal = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
             if int(declared) > limit + _DRAIN_LIMIT:
-                raise self._oversize  # too much to read and drop: the connection closes
+                raise self._refusal  # too much to read and drop: the connection closes
             return  # the body is read and dropped so the 413 reaches the client
         content_type = self.request.headers.get("Content-Type", "application/octet-stream")[:200]
         uid = self.path_args[0] if self.path_args else ""
         self.upload = await self.store.files.begin(uid, name, content_type, limit, file_uid, restore_time)
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._oversize is not None:
-            # Read and drop a little more so the client gets the 413 rather than a reset connection;
-            # far past the limit, closing the connection is the only bound.
+        if self._refusal is not None:
+            # Read and drop a little more so the client gets the 413 (or 503) rather than a reset
+            # connection; far past that, closing the connection is the only bound.
             self._discarded += len(chunk)
             if self._discarded > _DRAIN_LIMIT:
-                raise self._oversize
+                raise self._refusal
             return
         if self.upload is None:
             return
         try:
             await self.upload.write(chunk)
-        except PayloadTooLarge as exc:
-            self._oversize = exc
+        except AnalysisStoreError as exc:  # too large, or the database failed: answer it, keep nothing
+            self._refusal = exc
             self._discarded = len(chunk)
-            await self.upload.abort()
+            self._discard()
 
     async def post(self, uid: str) -> None:
-        if self._oversize is not None:
-            raise self._oversize
+        if self._refusal is not None:
+            raise self._refusal
         assert self.upload is not None
         doc, result = await self.store.files.finish(self.upload, self.expected_sha256)
         self.upload = None
@@ -97,7 +101,14 @@ class FileUploadHandler(BaseHandler):
         """A refused or broken upload leaves nothing behind."""
         if self.upload is not None:
             upload, self.upload = self.upload, None
-            asyncio.ensure_future(upload.abort())
+            asyncio.ensure_future(_abort(upload))
+
+
+async def _abort(upload: Upload) -> None:
+    try:
+        await upload.abort()
+    except AnalysisStoreError as exc:  # the database is away: its chunks stay unlisted (no document)
+        log.warning("could not remove the chunks of a refused upload of %r: %s", upload.name, exc)
 
 
 class FileHandler(BaseHandler):
