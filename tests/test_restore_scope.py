@@ -84,3 +84,23 @@ def test_import_with_history_needs_the_restore_scope(start_service, tmp_path):
     assert report.ok, report
     assert restorer.revisions("analysis_header", uid) == client.revisions("analysis_header", uid)
     assert restorer.files(uid) == client.files(uid)
+
+
+def test_cli_import_of_files_with_a_write_token_and_new_file_times(start_service, tmp_path, capsys):
+    """`import --new-file-times` brings a bundle's files in with a token that may not restore times."""
+    from analysisstore import cli
+
+    source = start_service()
+    client = AnalysisClient(source.client_config)
+    uid = client.insert_analysis_header(provenance={"analysis_name": "cli"})
+    client.insert_file(uid, io.BytesIO(b"data"), name="d.bin")
+    client.insert_analysis_tail(uid, exit_status="success")
+    [bundle] = export_analyses(client, [uid], tmp_path / "out")
+    target = start_service(require_auth=True, tokens=TOKENS)
+    args = ["import", str(bundle), "--url", target.url, "--token", WRITER]
+    assert cli.main([*args, "--new-file-times"]) == 0
+    assert "imported 1 analyses" in capsys.readouterr().out
+    [stored] = AnalysisClient({"url": target.url, "token": WRITER}).files(uid)
+    [original] = client.files(uid)
+    assert stored["uid"] == original["uid"] and stored["sha256"] == original["sha256"]
+    assert stored["time"] != original["time"]
