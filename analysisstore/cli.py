@@ -74,8 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     token_sub = token.add_subparsers(dest="token_command", metavar="ACTION")
     token_sub.required = True
     create = token_sub.add_parser("create", help="print a new random token and the config lines for it")
-    create.add_argument("--scope", action="append", choices=["read", "write"],
-                        help="read and/or write (repeatable; default: read)")
+    create.add_argument("--scope", action="append", choices=["read", "write", "restore"],
+                        help="read, write and/or restore (repeatable; default: read). restore lets "
+                             "`import` keep the original times of revisions and files")
     create.add_argument("--name", default="token", help="a name to recognise it by in the config")
 
     status = sub.add_parser("status", help="is a service answering? its version, database and counts")
@@ -226,9 +227,14 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
         "import",
         help="load bundle archives into the service",
         description=("Import bundle archives or directories. Importing twice changes nothing; a uid that is "
-                     "already stored with different content is reported and left as it is."),
+                     "already stored with different content is reported and left as it is. Revisions and files "
+                     "keep their original times, which needs a token with the restore scope when the service "
+                     "uses tokens."),
     )
     imp.add_argument("files", nargs="+", type=Path, metavar="FILE", help="bundle .zip files or directories")
+    imp.add_argument("--new-file-times", action="store_true",
+                     help="let the service stamp attached files with the time it stores them (for a token "
+                          "without the restore scope; revisions always keep their times)")
     _add_service_options(imp)
 
 
@@ -414,7 +420,7 @@ def _run_import(args: argparse.Namespace) -> int:
         if not path.exists():
             raise FileNotFoundError(errno.ENOENT, "no such file or directory", str(path))
     _require_service(args)
-    report = import_archives(_client(args), args.files)
+    report = import_archives(_client(args), args.files, restore_times=not args.new_file_times)
     print(f"imported {len(report.imported)} analyses, {len(report.conflicts)} conflicts, "
           f"{len(report.invalid)} invalid")
     for conflict in report.conflicts:

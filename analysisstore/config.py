@@ -141,8 +141,8 @@ def _tokens(value: Any) -> tuple[TokenEntry, ...]:
         if len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
             raise ValueError(f"entry {i}: sha256 must be 64 hex digits (see `analysisstore token create`)")
         scopes = frozenset(_str_list(item.get("scopes", ["read"])))
-        if not scopes or scopes - {"read", "write"}:
-            raise ValueError(f"entry {i}: scopes are read and/or write")
+        if not scopes or scopes - {"read", "write", "restore"}:
+            raise ValueError(f"entry {i}: scopes are read, write and/or restore")
         entries.append(TokenEntry(str(item.get("name", f"token-{i}")), digest, scopes))
     return tuple(entries)
 

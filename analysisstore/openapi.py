@@ -18,7 +18,7 @@ __all__ = ["openapi_spec"]
 _ERROR_STATUSES = {
     "400": "Malformed JSON, or a query or parameter the service refuses",
     "401": "No bearer token, or an unknown one (when auth is on)",
-    "403": "The token lacks the scope (read or write) this call needs",
+    "403": "The token lacks the scope (read, write or restore) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
     "416": "The byte range asked for is outside the file",
@@ -75,6 +75,11 @@ _LOOKUP_DESCRIPTION = (
 )
 
 
+_RESTORE_TIME = {"name": "X-Restore-Time", "in": "header", "schema": {"type": "number", "minimum": 0},
+                 "description": "The original time of what an import recreates: the revision's replaced_at (PATCH) "
+                                "or the file's time (upload). Needs a token with the restore scope (403 without)."}
+_EXPECT_REVISION = {"name": "X-Expect-Revision", "in": "header", "schema": {"type": "integer", "minimum": 0},
+                    "description": "Apply the PATCH only if the document is at this revision (409 otherwise)."}
 _PREFER = {"name": "Prefer", "in": "header", "schema": {"type": "string"},
            "description": "With Accept: application/x-ndjson, `stream-end` asks for the last line "
                           '{"$end": {"count": n}} (confirmed by Preference-Applied: stream-end). See StreamEnd.'}
@@ -140,9 +145,10 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": _json(any_document, "The document"), **_errors("404", "503")}},
             "patch": {
                 "summary": "Update mutable fields of a header or tail (previous version kept as a revision)",
+                "parameters": [_EXPECT_REVISION, _RESTORE_TIME],
                 "requestBody": {"required": True, "content": {"application/json": {"schema": _ref("Changes")}}},
                 "responses": {"200": _json(any_document, "The updated document"),
-                              **_errors("400", "404", "405", "409", "422", "503")},
+                              **_errors("400", "403", "404", "405", "409", "422", "503")},
             },
         },
         "/api/v1/{doc_type}/{uid}/revisions": {
@@ -159,7 +165,8 @@ def openapi_spec() -> dict[str, Any]:
         },
         "/api/v1/analysis/{uid}/bundle": {
             "parameters": [_UID],
-            "get": {"summary": "The analysis as a bundle .zip (manifest, header, streams, records, tail)",
+            "get": {"summary": "The analysis as a bundle .zip (format 2: manifest with creation info, header, "
+                               "streams, records, tail, revisions, files)",
                     "responses": {"200": {"description": "A bundle archive",
                                           "content": {"application/zip": {"schema": {"type": "string",
                                                                                       "format": "binary"}}}},
@@ -198,12 +205,16 @@ def openapi_spec() -> dict[str, Any]:
             "post": {"summary": "Attach a file to a running analysis (the body is the file, streamed)",
                      "parameters": [{"name": "name", "in": "query", "required": True, "schema": {"type": "string"}},
                                     {"name": "sha256", "in": "query", "schema": {"type": "string"},
-                                     "description": "Refuse the upload (422) unless its content has this sha256."}],
+                                     "description": "Refuse the upload (422) unless its content has this sha256."},
+                                    {"name": "uid", "in": "query", "schema": {"type": "string"},
+                                     "description": "The file's uid (default: a new one); 409 if another file "
+                                                    "has it."},
+                                    _RESTORE_TIME],
                      "requestBody": {"required": True, "content": {"*/*": {"schema": {"type": "string",
                                                                                        "format": "binary"}}}},
                      "responses": {"201": _json(_ref("FileInfo"), "Stored"),
                                    "200": _json(_ref("FileInfo"), "Already stored under this name"),
-                                   **_errors("400", "404", "409", "413", "422", "503")}},
+                                   **_errors("400", "403", "404", "409", "413", "422", "503")}},
         },
         "/api/v1/files/{uid}": {
             "parameters": [_UID],

@@ -42,18 +42,27 @@ def _check_schema(member: str, doc_type: str, doc: dict[str, Any]) -> None:
 
 
 def validate_bundle(bundle: "Bundle") -> dict[str, Any]:
-    """The manifest, after every member has been checked; BundleError naming the first bad member."""
-    from .bundle import FORMAT, HEADER, MANIFEST, STREAMS_DIR, TAIL, VERSION, BundleError
+    """The manifest, after every member has been checked; BundleError naming the first bad member.
+
+    Attached files are checked here by name and size only; their content is
+    held to its sha256 while it is sent (see ``Bundle.open_file``), so a
+    large file is read once.
+    """
+    from .bundle import FORMAT, HEADER, MANIFEST, READABLE_VERSIONS, STREAMS_DIR, TAIL, BundleError
 
     manifest = bundle.manifest
     if manifest is None:
         raise BundleError(MANIFEST, "is missing (the bundle was never finished)")
-    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
-        raise BundleError(MANIFEST, f"is not a {FORMAT} version {VERSION} manifest")
+    if manifest.get("format") != FORMAT:
+        raise BundleError(MANIFEST, f"is not a {FORMAT} manifest")
+    if manifest.get("version") not in READABLE_VERSIONS:
+        raise BundleError(MANIFEST, f"is {FORMAT} version {manifest.get('version')!r}; this analysisstore reads "
+                          f"versions {', '.join(map(str, READABLE_VERSIONS))} (a newer analysisstore wrote it?)")
     members = manifest.get("members")
     if not isinstance(members, dict):
         raise BundleError(MANIFEST, "has no members table")
-    present = set(bundle.member_names()) - {MANIFEST}
+    attached = _check_files_table(bundle, manifest)
+    present = set(bundle.member_names()) - {MANIFEST} - attached
     for missing in sorted(set(members) - present):
         raise BundleError(missing, "is listed in the manifest but missing")
     for extra in sorted(present - set(members)):
@@ -93,4 +102,73 @@ def validate_bundle(bundle: "Bundle") -> dict[str, Any]:
         _check_schema(TAIL, "analysis_tail", tail)
         if tail["analysis_header"] != header["uid"]:
             raise BundleError(TAIL, f"belongs to analysis {tail['analysis_header']!r}")
+    _check_revisions(bundle, "analysis_header", header)
+    _check_revisions(bundle, "analysis_tail", tail)
     return manifest
+
+
+_FILE_FIELDS = {"uid": str, "name": str, "member": str, "size": int, "sha256": str, "content_type": str}
+
+
+def _check_files_table(bundle: "Bundle", manifest: dict[str, Any]) -> set[str]:
+    """The members the ``files`` table names, after checking each entry against the bundle."""
+    from .bundle import FILES_DIR, MANIFEST, BundleError, file_member
+
+    files = manifest.get("files", [])
+    if not isinstance(files, list):
+        raise BundleError(MANIFEST, "has a files table that is not a list")
+    names, uids, members = set(), set(), set()
+    for i, entry in enumerate(files):
+        where = f"files[{i}]"
+        if not isinstance(entry, dict):
+            raise BundleError(MANIFEST, f"{where} is not an object")
+        for key, kind in _FILE_FIELDS.items():
+            if not isinstance(entry.get(key), kind) or isinstance(entry.get(key), bool):
+                raise BundleError(MANIFEST, f"{where} needs {key} ({kind.__name__})")
+        if entry["size"] < 0 or len(entry["sha256"]) != 64 or not all(c in "0123456789abcdef" for c in entry["sha256"]):
+            raise BundleError(MANIFEST, f"{where} has a bad size or sha256")
+        if entry["member"] != file_member(entry["uid"], entry["name"]):
+            raise BundleError(MANIFEST, f"{where} names member {entry['member']!r}, expected "
+                              f"{file_member(entry['uid'], entry['name'])!r}")
+        if entry["name"] in names or entry["uid"] in uids:
+            raise BundleError(MANIFEST, f"{where} repeats the file name or uid of an earlier entry")
+        names.add(entry["name"])
+        uids.add(entry["uid"])
+        members.add(entry["member"])
+        if not bundle.has(entry["member"]):
+            raise BundleError(entry["member"], "is listed in the manifest but missing")
+        size = bundle.size(entry["member"])
+        if size != entry["size"]:
+            raise BundleError(entry["member"], f"holds {size} bytes, the manifest says {entry['size']}")
+    for extra in sorted(n for n in bundle.member_names() if n.startswith(FILES_DIR + "/") and n not in members):
+        raise BundleError(extra, "is not listed in the manifest's files table")
+    return members
+
+
+def _check_revisions(bundle: "Bundle", doc_type: str, current: dict[str, Any] | None) -> None:
+    """Earlier versions: numbered 0, 1, ... in order, of this very document, each a valid one."""
+    from .bundle import BundleError, revisions_member
+
+    member = revisions_member(doc_type)
+    if current is None:
+        if bundle.has(member):
+            raise BundleError(member, f"holds revisions of a {doc_type} the bundle does not have")
+        return
+    previous = None
+    for number, record in enumerate(bundle.revisions(doc_type)):
+        where = f"{member} line {number + 1}"
+        document = record.get("document")
+        if record.get("revision") != number or record.get("uid") != current["uid"] or not isinstance(document, dict):
+            raise BundleError(where, f"is not revision {number} of {doc_type} {current['uid']!r}")
+        if not isinstance(record.get("replaced_at"), (int, float)) or not isinstance(record.get("request_id"), str):
+            raise BundleError(where, "needs replaced_at (a number) and request_id (a string)")
+        version = {k: v for k, v in document.items() if k != "_revision"}
+        _check_schema(where, doc_type, version)
+        for key in ("uid", "time", "provenance", "analysis_header", "exit_status"):
+            if version.get(key) != current.get(key):
+                raise BundleError(where, f"differs from the current {doc_type} in {key!r}, which never changes")
+        if version == previous:
+            raise BundleError(where, "is the same as the revision before it")
+        previous = version
+    if previous is not None and previous == current:
+        raise BundleError(member, f"ends with a revision equal to the current {doc_type}")

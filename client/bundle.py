@@ -2,15 +2,20 @@
 
 ::
 
-    manifest.json                      format, version, uids, counts, sha256 of every member
-    analysis_header.json
+    manifest.json                      format, version, creation info, uids, counts, sha256 of every
+                                       document member, and the table of attached files
+    analysis_header.json               the current version
     data_reference_header/<uid>.json
     data_reference/<stream uid>.jsonl  one record per line
     analysis_tail.json                 absent while the analysis runs
+    revisions/analysis_header.jsonl    earlier versions of the header, oldest first (version 2; only if any)
+    revisions/analysis_tail.jsonl      earlier versions of the tail (version 2; only if any)
+    files/<file uid>/<name>            attached files, byte for byte (version 2)
 
 One format, three uses: the client's offline spool, the sync driver's input,
 and the archive for export/import. Standard library, ujson and jsonschema
-only, so the thin client can write and read bundles.
+only, so the thin client can write and read bundles. Version 1 bundles (no
+files, revisions or creation info) are still read.
 """
 from __future__ import annotations
 
@@ -18,10 +23,13 @@ import hashlib
 import io
 import os
 import re
+import socket
 import zipfile
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path, PurePosixPath
-from typing import Any, Iterator
+from typing import Any, BinaryIO, Callable, Iterator
+from urllib.parse import urlsplit, urlunsplit
 
 import ujson
 
@@ -37,15 +45,56 @@ __all__ = [
     "read_bundle",
     "write_atomic",
     "zip_bundle",
+    "creation_info",
+    "FileReader",
 ]
 
 FORMAT = "analysisstore-bundle"
-VERSION = 1
+#: The version written; every version in READABLE_VERSIONS is read.
+VERSION = 2
+READABLE_VERSIONS = (1, 2)
 MANIFEST = "manifest.json"
 HEADER = "analysis_header.json"
 TAIL = "analysis_tail.json"
 STREAMS_DIR = "data_reference_header"
 RECORDS_DIR = "data_reference"
+REVISIONS_DIR = "revisions"
+FILES_DIR = "files"
+#: While a bundle is being written, each file's document waits beside it in this (hidden) sidecar;
+#: ``finish()`` gathers them into the manifest's ``files`` table.
+_FILE_SIDECAR = ".file.json"
+#: Software named in the manifest's creation info.
+SOFTWARE = "analysisstore"
+#: Request headers that let a replayed bundle keep its history (docs/bundles.md): the original time of
+#: what a request recreates (a revision's ``replaced_at``, a file's ``time``; needs the ``restore`` scope)
+#: and the revision a PATCH expects to replace (409 otherwise).
+RESTORE_TIME_HEADER = "X-Restore-Time"
+EXPECT_REVISION_HEADER = "X-Expect-Revision"
+
+
+def _software_version() -> str:
+    from .. import __version__  # the package's own version module: imports nothing heavy
+
+    return __version__
+
+
+def creation_info(source: str) -> dict[str, Any]:
+    """Who made a bundle, when and from what: ``source`` is the service's URL (credentials removed) or "spool"."""
+    if source != "spool":
+        parts = urlsplit(source)
+        netloc = parts.netloc.rpartition("@")[2]  # never a user:password of the URL
+        source = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return {"software": SOFTWARE, "software_version": _software_version(),
+            "time": datetime.now(timezone.utc).isoformat(timespec="microseconds"),
+            "source": source, "host": socket.gethostname()}
+
+
+def revisions_member(doc_type: str) -> str:
+    return f"{REVISIONS_DIR}/{doc_type}.jsonl"
+
+
+def file_member(uid: str, name: str) -> str:
+    return f"{FILES_DIR}/{_safe_name(uid)}/{_safe_name(name)}"
 
 
 @dataclass(frozen=True)
@@ -55,7 +104,8 @@ class BundleLimits:
     JSON members are read whole, so each is capped; record files are read
     line by line, so only a line is capped; the sum of every member's size
     (as the zip's directory states it, which ``zipfile`` holds each member to)
-    is capped too.
+    is capped too. Attached files are streamed, never read whole: each is
+    held to the size and sha256 its manifest entry states while it is sent.
     """
 
     max_document_bytes: int = 16 * 1024 * 1024
@@ -158,24 +208,166 @@ class BundleWriter:
     def write_tail(self, doc: dict[str, Any]) -> None:
         self._write_doc(TAIL, doc)
 
-    def finish(self, priority: int = 0) -> dict[str, Any]:
-        """Write the manifest describing every member; returns it."""
+    def write_revisions(self, doc_type: str, revisions: list[dict[str, Any]]) -> None:
+        """The earlier versions of the header or tail, as the service lists them (oldest first)."""
+        if not revisions:
+            return
+        (self.path / REVISIONS_DIR).mkdir(exist_ok=True)
+        write_atomic(self.path / revisions_member(doc_type), "".join(_dumps(r) + "\n" for r in revisions).encode())
+
+    def add_file(self, uid: str, name: str, content_type: str, time: float,
+                 fill: Callable[[BinaryIO], Any]) -> dict[str, Any]:
+        """Attach a file: ``fill(out)`` writes its content to ``out``; returns its manifest entry.
+
+        The content goes to a (hidden) temporary name and is fsynced; its
+        document is written beside it; only then is the content renamed to its
+        member name. A file counts once both are there, so a crash at any
+        point leaves it whole or not attached, never half of it.
+        """
+        member = file_member(uid, name)
+        target = self.path / member
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = target.with_name(f".{target.name[:40]}.tmp-{os.getpid()}")
+        with open(tmp, "wb") as raw:
+            out = _HashingWriter(raw)
+            fill(out)  # type: ignore[arg-type]
+            raw.flush()
+            os.fsync(raw.fileno())
+        entry = {"uid": uid, "name": name, "member": member, "size": out.size, "sha256": out.digest.hexdigest(),
+                 "content_type": content_type, "time": time}
+        write_atomic(target.parent / _FILE_SIDECAR, (_dumps(entry) + "\n").encode())
+        os.replace(tmp, target)
+        _fsync_dir(target.parent)
+        return entry
+
+    def files(self) -> list[dict[str, Any]]:
+        """The files attached so far, by name."""
+        found = []
+        for sidecar in sorted((self.path / FILES_DIR).glob(f"*/{_FILE_SIDECAR}")):
+            entry = loads(sidecar.read_bytes())
+            if (self.path / entry["member"]).is_file():
+                found.append(entry)
+        return sorted(found, key=lambda e: e["name"])
+
+    def finish(self, priority: int = 0, source: str = "spool") -> dict[str, Any]:
+        """Write the manifest describing every member; returns it.
+
+        ``source`` is where the documents came from: the service's URL, or "spool".
+        """
         bundle = Bundle(self.path)
         header = bundle.header
         streams = {s["uid"]: sum(1 for _ in bundle.records(s["uid"])) for s in bundle.streams}
-        members = {name: bundle.checksum(name) for name in bundle.member_names() if name != MANIFEST}
+        files = self.files()
+        attached = {f["member"] for f in files}
+        members = {name: bundle.checksum(name) for name in bundle.member_names()
+                   if name != MANIFEST and name not in attached}
+        revisions = sum(1 for t in ("analysis_header", "analysis_tail") for _ in bundle.revisions(t))
         manifest = {
             "format": FORMAT,
             "version": VERSION,
+            "created": creation_info(source),
             "analysis_header": header["uid"],
             "analysis_tail": bundle.tail["uid"] if bundle.tail else None,
             "streams": streams,
-            "counts": {"data_reference_header": len(streams), "data_reference": sum(streams.values())},
+            "counts": {"data_reference_header": len(streams), "data_reference": sum(streams.values()),
+                       "files": len(files), "revisions": revisions},
             "priority": priority,
             "members": members,
+            "files": [{k: f[k] for k in ("uid", "name", "member", "size", "sha256", "content_type", "time")}
+                      for f in files],
         }
         write_atomic(self.path / MANIFEST, (ujson.dumps(manifest, indent=2) + "\n").encode())
         return manifest
+
+
+class _HashingWriter:
+    """A binary sink that counts and hashes what passes through it."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self.raw = raw
+        self.size = 0
+        self.digest = hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.raw.write(data)
+        self.size += len(data)
+        self.digest.update(data)
+        return len(data)
+
+
+class FileReader(io.RawIOBase):
+    """An attached file's member, read for sending: at most its manifest size, hashed on the way.
+
+    ``len()`` is that size (so it goes out with a Content-Length). After the
+    last byte, :meth:`check` raises BundleError unless exactly the stated
+    size with the stated sha256 came out.
+    """
+
+    def __init__(self, bundle: "Bundle", entry: dict[str, Any]) -> None:
+        super().__init__()
+        self.entry = entry
+        self.member = entry["member"]
+        self._bundle = bundle
+        self._handle = bundle.open(self.member)
+        self._rewind_counters()
+
+    def _rewind_counters(self) -> None:
+        self.remaining = int(self.entry["size"])
+        self.digest = hashlib.sha256()
+        self.read_bytes = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        """Only back to the start (a retried upload sends the member again from there), or where it is."""
+        if whence == io.SEEK_CUR and offset == 0:
+            return self.read_bytes
+        if (offset, whence) != (0, io.SEEK_SET):
+            raise io.UnsupportedOperation("a bundle's file member can only be rewound to its start")
+        self._handle.close()
+        self._handle = self._bundle.open(self.member)
+        self._rewind_counters()
+        return 0
+
+    def __len__(self) -> int:
+        return int(self.entry["size"])
+
+    def tell(self) -> int:  # requests takes len() - tell() as the Content-Length
+        return self.read_bytes
+
+    def read(self, size: int = -1) -> bytes:
+        want = self.remaining if size is None or size < 0 else min(size, self.remaining)
+        if want <= 0:
+            return b""
+        try:
+            data = self._handle.read(want)
+        except zipfile.BadZipFile as exc:  # e.g. a CRC mismatch: the member was altered inside the zip
+            raise BundleError(self.member, f"is corrupt: {exc}") from None
+        self.remaining -= len(data)
+        self.read_bytes += len(data)
+        self.digest.update(data)
+        return data
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[:len(data)] = data
+        return len(data)
+
+    def check(self) -> None:
+        """BundleError unless the whole member was read and its sha256 is the manifest's."""
+        if self.read_bytes != int(self.entry["size"]):
+            raise BundleError(self.member, f"holds {self.read_bytes} bytes, the manifest says {self.entry['size']}")
+        if self.digest.hexdigest() != self.entry["sha256"]:
+            raise BundleError(self.member, "does not match its sha256 in the manifest (tampered or corrupted); "
+                              "it was not stored")
+
+    def close(self) -> None:
+        self._handle.close()
+        super().close()
 
 
 @dataclass
@@ -286,7 +478,28 @@ class Bundle:
 
     def records(self, stream_uid: str, start: int = 0) -> Iterator[dict[str, Any]]:
         """The records of one stream in file order, from line ``start`` (0-based)."""
-        member = self.records_member(stream_uid)
+        return self._lines(self.records_member(stream_uid), start)
+
+    def revisions(self, doc_type: str) -> Iterator[dict[str, Any]]:
+        """The earlier versions of the header or tail, oldest first (none in a version 1 bundle)."""
+        return self._lines(revisions_member(doc_type))
+
+    @property
+    def files(self) -> list[dict[str, Any]]:
+        """The manifest's table of attached files (empty for a version 1 bundle)."""
+        manifest = self.manifest or {}
+        files = manifest.get("files") or []
+        return files if isinstance(files, list) else []
+
+    def open_file(self, entry: dict[str, Any]) -> FileReader:
+        """An attached file for sending, held to its manifest entry; BundleError if its size already differs."""
+        actual = self.size(entry["member"])
+        if actual != entry["size"]:
+            raise BundleError(entry["member"], f"holds {actual} bytes, the manifest says {entry['size']}")
+        return FileReader(self, entry)
+
+    def _lines(self, member: str, start: int = 0) -> Iterator[dict[str, Any]]:
+        """The JSON objects of a ``.jsonl`` member, one a line, from line ``start`` (0-based)."""
         if not self.has(member):
             return
         cap = self.limits.max_line_bytes

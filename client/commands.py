@@ -21,6 +21,7 @@ import requests
 from doct import Document
 
 from ._transport import RetryPolicy, Transport, dumps, loads
+from .bundle import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
 from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool
@@ -478,32 +479,59 @@ class AnalysisClient:
                 raise ServiceUnreachable(f"the event stream from {self._host_url} was cut: {exc}") from exc
 
     def insert_file(self, analysis_header: Any, path_or_file: Any, name: str | None = None,
-                    content_type: str | None = None) -> str:
+                    content_type: str | None = None, *, uid: str | None = None, sha256: str | None = None,
+                    restore_time: float | None = None) -> str:
         """Attach a file (a path, or a binary file object) to a running analysis; returns the file's uid.
 
         The content is streamed, with its sha256 announced so the service refuses a damaged transfer. The same
-        name with the same content again is harmless; another content under that name is a Conflict.
+        name with the same content again is harmless (the stored file's uid is returned); another content under
+        that name is a Conflict. ``uid`` chooses the file's uid (default: a new one). With a ``spool_dir``,
+        a file of an analysis being spooled, or one the service cannot take now, goes into the spool and
+        is delivered by ``analysisstore sync``. ``sha256`` (when known) spares reading the file twice;
+        ``restore_time`` keeps an import's original time (needs the restore scope).
         """
         if isinstance(path_or_file, (str, os.PathLike)):
             with open(path_or_file, "rb") as handle:
                 return self.insert_file(analysis_header, handle, name or os.path.basename(os.fspath(path_or_file)),
-                                        content_type)
+                                        content_type, uid=uid, sha256=sha256, restore_time=restore_time)
         handle = path_or_file
         if name is None:
             name = os.path.basename(getattr(handle, "name", "") or "") or None
         if not name:
             raise ValueError("insert_file needs a name= for a file object without one")
-        start = handle.tell()
-        digest = hashlib.sha256()
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-        handle.seek(start)
+        header_uid = _uid_of(analysis_header)
+        uid = uid or str(_uuid.uuid4())  # chosen here, so a spooled file keeps the uid returned now
         content_type = content_type or mimetypes.guess_type(name)[0] or "application/octet-stream"
-        response = self._transport.request(
-            "POST", f"api/v1/analysis/{quote(_uid_of(analysis_header), safe='')}/files",
-            params={"name": name, "sha256": digest.hexdigest()}, data=handle,
-            headers={"Content-Type": content_type})
+        if self._spool is not None and self._spool.holds(header_uid):
+            return self._spool.add_file(header_uid, uid, name, content_type, handle)
+        start = handle.tell() if self._spool is not None or sha256 is None else 0
+        if sha256 is None:
+            digest = hashlib.sha256()
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+            handle.seek(start)
+            sha256 = digest.hexdigest()
+        headers = {"Content-Type": content_type}
+        if restore_time is not None:
+            headers[RESTORE_TIME_HEADER] = repr(float(restore_time))
+        try:
+            response = self._transport.request(
+                "POST", f"api/v1/analysis/{quote(header_uid, safe='')}/files",
+                params={"name": name, "sha256": sha256, "uid": uid}, data=handle, headers=headers)
+        except TRANSIENT_ERRORS:
+            header = self._headers.get(header_uid) if self._spool is not None else None
+            if header is None:
+                raise  # no spool, or nothing known of this analysis to spool it with
+            streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
+            self._spool.begin(_with_time(header), [_with_time(s) for s in streams])
+            handle.seek(start)
+            return self._spool.add_file(header_uid, uid, name, content_type, handle)
         return loads(response.content)["uid"]
+
+    def files(self, analysis_header: Any) -> list[dict[str, Any]]:
+        """The documents of the files attached to an analysis (uid, name, size, sha256, content_type, time)."""
+        view = self._transport.json("GET", f"api/v1/analysis/{quote(_uid_of(analysis_header), safe='')}")
+        return view.get("files", [])
 
     def get_file(self, file_uid: str, dest: Any) -> dict[str, Any]:
         """Download a file to ``dest`` (a path, or a binary file object), checking its sha256; its document."""
@@ -583,6 +611,23 @@ class AnalysisClient:
     def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
         """Earlier versions of a header or tail, oldest first."""
         return self._transport.json("GET", f"api/v1/{doc_type}/{quote(_uid_of(uid), safe='')}/revisions")["items"]
+
+    def document(self, doc_type: str, uid: str) -> dict[str, Any]:
+        """One document as stored, with the service's ``_revision`` counter (a plain dict)."""
+        _document_name(doc_type)
+        return self._transport.json("GET", f"api/v1/{doc_type}/{quote(_uid_of(uid), safe='')}")
+
+    def restore_revision(self, doc_type: str, uid: str, update: Mapping[str, Any], *, revision: int,
+                         replaced_at: float, request_id: str) -> dict[str, Any]:
+        """Replay one recorded update: ``update`` applied only if the document is at ``revision``.
+
+        The revision it leaves behind records ``replaced_at`` and ``request_id`` as the original did,
+        so a history comes back identical (needs a token with the restore scope).
+        """
+        headers = {EXPECT_REVISION_HEADER: str(revision), RESTORE_TIME_HEADER: repr(float(replaced_at)),
+                   "X-Request-ID": request_id}
+        return self._transport.json("PATCH", f"api/v1/{doc_type}/{quote(_uid_of(uid), safe='')}",
+                                    body=dict(update), headers=headers)
 
 
 @dataclass

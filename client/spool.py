@@ -2,19 +2,22 @@
 
 ``spool_dir/RUNS_ACTIVE/<analysis>/`` while the analysis runs,
 ``spool_dir/RUNS_FINISHED/<analysis>/`` once its tail is written (ready for
-``analysisstore sync``).
+``analysisstore sync``). Files attached meanwhile are kept in the bundle's ``files/``.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
+import shutil
 import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from .bundle import Bundle, BundleWriter, _safe_name
+from .errors import Conflict
 
 __all__ = ["Spool", "AbandonedBundle", "is_spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED",
            "ABANDONED_REASON"]
@@ -104,6 +107,30 @@ class Spool:
         for stream in streams:
             writer.write_stream(stream)
         log.warning("service unreachable: spooling analysis %s to %s", header["uid"], self._active(header["uid"]))
+
+    def add_file(self, header_uid: str, uid: str, name: str, content_type: str, source: BinaryIO) -> str:
+        """Keep a file of a spooled analysis in its bundle (``files/``); its uid.
+
+        As the service would: the same name with the same content again is the stored file, another
+        content under that name is a Conflict.
+        """
+        writer = BundleWriter(self._active(header_uid))
+        files = writer.files()
+        earlier = next((f for f in files if f["name"] == name), None)
+        if earlier is not None:
+            digest, size = hashlib.sha256(), 0
+            for block in iter(lambda: source.read(1 << 20), b""):
+                digest.update(block)
+                size += len(block)
+            if (digest.hexdigest(), size) == (earlier["sha256"], earlier["size"]):
+                return earlier["uid"]
+            raise Conflict(409, "Conflict", f"analysis {header_uid!r} already has a different file named "
+                           f"{name!r}; file names are immutable, use another name")
+        if any(f["uid"] == uid for f in files):
+            raise Conflict(409, "Conflict", f"another file already has the uid {uid!r}; file uids are unique")
+        writer.add_file(uid, name, content_type, time.time(), lambda out: shutil.copyfileobj(source, out, 1 << 20))
+        log.warning("service unreachable: file %r of analysis %s kept in the spool", name, header_uid)
+        return uid
 
     def add(self, header_uid: str, doc_type: str, docs: list[dict[str, Any]]) -> None:
         writer = BundleWriter(self._active(header_uid))

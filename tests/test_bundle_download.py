@@ -66,3 +66,26 @@ def test_bundle_is_streamed_without_a_temporary_file(service, tmp_path, monkeypa
     with zipfile.ZipFile(io.BytesIO(first + rest)) as archive:
         assert archive.namelist()[0] == "analysis_header.json"
         assert sum(1 for _ in archive.open(f"data_reference/{stream['uid']}.jsonl")) == 2_400
+
+
+def test_downloaded_bundle_of_an_updated_analysis_imports_elsewhere(start_service, tmp_path):
+    """An updated header is written without the service's revision counter, so the bundle imports into another
+    service, which then shows the same document and the same revisions."""
+    from analysisstore.client import AnalysisClient
+    from analysisstore.drivers.archive import import_archives
+
+    source = start_service()
+    header = header_doc(sample="S1")
+    assert post(source, "analysis_header", header).status_code == 201
+    patched = requests.patch(f"{source.url}/api/v1/analysis_header/{header['uid']}",
+                             json={"$set": {"sample": "S2"}}, timeout=30)
+    assert patched.status_code == 200, patched.text
+    _download(source, header["uid"], tmp_path / "b.zip")
+    target = start_service()
+    report = import_archives(AnalysisClient(target.client_config), [tmp_path / "b.zip"])
+    assert report.ok, report
+    revisions = [requests.get(f"{s.url}/api/v1/analysis_header/{header['uid']}/revisions", timeout=30).json()
+                 for s in (source, target)]
+    assert revisions[0] == revisions[1] and len(revisions[0]["items"]) == 1
+    assert target.database.analysis_header.find_one({"uid": header["uid"]}, {"_id": 0}) == \
+        source.database.analysis_header.find_one({"uid": header["uid"]}, {"_id": 0})

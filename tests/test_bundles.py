@@ -27,7 +27,7 @@ def make_bundle(path, records=5, tail=True):
 def test_round_trip_directory_and_zip(tmp_path):
     """What is written reads back identically, from the directory and from its zip."""
     header, stream, manifest = make_bundle(tmp_path / "b", records=7)
-    assert manifest["counts"] == {"data_reference_header": 1, "data_reference": 7}
+    assert manifest["counts"] == {"data_reference_header": 1, "data_reference": 7, "files": 0, "revisions": 0}
     assert set(manifest["members"]) == {"analysis_header.json", f"data_reference_header/{stream['uid']}.json",
                                         f"data_reference/{stream['uid']}.jsonl", "analysis_tail.json"}
     zip_bundle(tmp_path / "b", tmp_path / "b.zip")

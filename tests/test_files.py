@@ -67,6 +67,28 @@ def test_no_file_after_the_tail(service: Any, analysis: dict) -> None:
     assert _gridfs_counts(service) == (0, 0, 0)
 
 
+def test_identical_resend_after_the_tail_is_already_stored(service: Any, analysis: dict) -> None:
+    """After the tail, re-sending a stored file (an import or sync run again) is "already stored"; a different
+    content under its name is refused; neither writes a chunk."""
+    uid = analysis["header"]["uid"]
+    first = _upload(service, uid, b"abc" * 100_000).json()
+    assert post(service, "analysis_tail", tail_doc(uid)).status_code == 201
+    again = _upload(service, uid, b"abc" * 100_000, uid=str(uuid.uuid4()))
+    assert again.status_code == 200 and again.json()["result"] == "already stored", again.text
+    assert again.json()["uid"] == first["uid"]
+    assert_error(_upload(service, uid, b"xyz" * 100_000), 409)
+    assert _gridfs_counts(service) == (1, 1, 2)
+
+
+def test_a_chosen_uid_is_kept_and_must_be_unique(service: Any, analysis: dict) -> None:
+    """``uid=`` names the stored file (a spooled or archived one); another file cannot take it."""
+    uid = analysis["header"]["uid"]
+    chosen = str(uuid.uuid4())
+    assert _upload(service, uid, b"one", name="a.txt", uid=chosen).json()["uid"] == chosen
+    assert_error(_upload(service, uid, b"two", name="b.txt", uid=chosen), 409, contains="uid")
+    assert _gridfs_counts(service) == (1, 1, 1)
+
+
 def test_a_damaged_transfer_is_refused(service: Any, analysis: dict) -> None:
     """An announced sha256 that does not match the body: 422, and the partial content is removed."""
     response = _upload(service, analysis["header"]["uid"], b"x" * 600_000, sha256="0" * 64)

@@ -1,6 +1,7 @@
 """Export analyses to bundle archives and import them back, through the client.
 
-Export writes each bundle in a temporary directory and zips it to a
+Export writes each bundle (documents, attached files, the revisions of
+header and tail, creation info) in a temporary directory and zips it to a
 temporary name before renaming, so an interrupted export leaves no
 half-written archive. Import is idempotent: identical documents are
 "already stored"; a uid stored with different content is reported, never
@@ -28,7 +29,7 @@ from ..client.bundle import (
     read_bundle,
     zip_bundle,
 )
-from .push import Progress, push_bundle
+from .push import Progress, push_bundle, send_tail
 
 __all__ = ["export_analyses", "import_archives", "ImportReport"]
 
@@ -62,7 +63,15 @@ def _write_bundle(client: AnalysisClient, uid: str, target: Path) -> int:
     tail = client.find_analysis_tail(analysis_header=uid)
     if tail:
         writer.write_tail(_plain(tail[0]))
-    writer.finish()
+    writer.write_revisions("analysis_header", client.revisions("analysis_header", uid))
+    if tail:
+        writer.write_revisions("analysis_tail", client.revisions("analysis_tail", tail[0]["uid"]))
+    for doc in client.files(uid):
+        entry = writer.add_file(doc["uid"], doc["name"], doc["content_type"], doc["time"],
+                                lambda out, file_uid=doc["uid"]: client.get_file(file_uid, out))
+        if entry["sha256"] != doc["sha256"]:
+            raise ValueError(f"file {doc['uid']} changed while it was exported; export again")
+    writer.finish(source=client._host_url)
     return records
 
 
@@ -103,11 +112,15 @@ class ImportReport:
 
 
 def import_archives(client: AnalysisClient, paths: Iterable[Path], chunk_size: int = 2_000,
-                    limits: BundleLimits = DEFAULT_LIMITS) -> ImportReport:
+                    limits: BundleLimits = DEFAULT_LIMITS, restore_times: bool = True) -> ImportReport:
     """Push every bundle found in ``paths`` (zips or directories); report conflicts instead of overwriting.
 
     ``limits`` caps how far an archive may expand; a bundle beyond them is
-    reported invalid before any of it is unpacked or sent.
+    reported invalid before any of it is unpacked or sent. Files and
+    revisions keep their original times (``restore_times``; with tokens,
+    that needs the restore scope); an attached file that does not match its
+    manifest entry makes the bundle invalid, and its analysis is left
+    without its tail.
     """
     report = ImportReport()
     for path in paths:
@@ -118,11 +131,12 @@ def import_archives(client: AnalysisClient, paths: Iterable[Path], chunk_size: i
             continue
         for bundle in bundles:
             with bundle:
-                _import_one(client, bundle, path, chunk_size, report)
+                _import_one(client, bundle, path, chunk_size, report, restore_times)
     return report
 
 
-def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: int, report: ImportReport) -> None:
+def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: int, report: ImportReport,
+                restore_times: bool) -> None:
     try:
         manifest = bundle.validate()
     except BundleError as exc:
@@ -139,9 +153,14 @@ def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: 
     # The tail finalises the analysis, so it is held back (progress says "sent") and sent below only
     # once every other document of the bundle is stored.
     try:
-        push_bundle(client, bundle, Progress(tail=True), lambda p: None, chunk_size, on_conflict=conflict)
+        push_bundle(client, bundle, Progress(tail=True), lambda p: None, chunk_size, on_conflict=conflict,
+                    restore_times=restore_times)
     except Conflict as exc:  # the header itself: a different analysis already has this uid
         conflict(exc)
+        return
+    except BundleError as exc:  # an attached file did not match the manifest: no tail, nothing finalised
+        log.warning("analysis %s not finalised: %s", analysis, exc)
+        report.invalid.append({"file": str(path), "bundle": bundle.name, "member": exc.member, "error": str(exc)})
         return
     if refused:
         log.warning("analysis %s imported in part (%d conflicts); its tail is not written", analysis, len(refused))
@@ -151,7 +170,7 @@ def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: 
         return
     if bundle.tail is not None:
         try:
-            client.insert_many("analysis_tail", [bundle.tail])
+            send_tail(client, bundle)
         except Conflict as exc:  # a different tail was stored meanwhile
             conflict(exc)
             return

@@ -1,4 +1,12 @@
-"""Push one bundle through the client in order — header, streams, records in chunks, tail — resumably."""
+"""Push one bundle through the client in order, resumably.
+
+Header (then its earlier versions replayed), streams, records in chunks,
+attached files, tail (then its earlier versions). A header or tail with
+revisions is first stored as its oldest version, and each later version is
+replayed as the PATCH that made it, carrying the original time and request
+id and applied only to the revision it replaced: re-running after a kill
+resumes at the revision the service has, never applying a step twice.
+"""
 from __future__ import annotations
 
 import logging
@@ -8,10 +16,13 @@ from typing import Any, Callable
 
 import ujson
 
-from ..client import AnalysisClient, Conflict
+from ..client import AnalysisClient, Conflict, ServiceError
 from ..client.bundle import Bundle, write_atomic
 
-__all__ = ["Progress", "load_progress", "save_progress", "push_bundle"]
+__all__ = ["Progress", "load_progress", "save_progress", "push_bundle", "send_with_history", "changes_between"]
+
+#: A replayed PATCH sets at most this many fields (the service's limit); a larger change sets whole top fields.
+_MAX_CHANGES = 100
 
 log = logging.getLogger(__name__)
 
@@ -24,6 +35,7 @@ class Progress:
     streams: list[str] = field(default_factory=list)
     skipped_streams: list[str] = field(default_factory=list)
     records: dict[str, int] = field(default_factory=dict)
+    files: list[str] = field(default_factory=list)  # uids of the attached files delivered
     tail: bool = False
     attempts: int = 0
     last_error: str | None = None
@@ -55,6 +67,7 @@ def push_bundle(
     chunk_size: int = 2_000,
     on_records: Callable[[int], None] = lambda n: None,
     on_conflict: Callable[[Conflict], None] | None = None,
+    restore_times: bool = False,
 ) -> Progress:
     """Send what ``progress`` says is not yet sent; ``save`` is called after each step.
 
@@ -62,6 +75,9 @@ def push_bundle(
     conflict is handed over and the push goes on: a conflicting stream's
     records are skipped (they would join someone else's stream); a
     conflicting header always raises, since nothing of the bundle belongs there.
+    ``restore_times`` keeps each file's original time (an import; needs the
+    restore scope); revisions always keep theirs. An attached file whose
+    content does not match the manifest raises BundleError before the tail.
     """
     def send(doc_type: str, docs: list[dict[str, Any]]) -> bool:
         try:
@@ -74,7 +90,7 @@ def push_bundle(
             return False
 
     if not progress.header:
-        send("analysis_header", [bundle.header])
+        send_with_history(client, "analysis_header", bundle.header, list(bundle.revisions("analysis_header")))
         progress.header = True
         save(progress)
     streams = bundle.streams
@@ -97,12 +113,113 @@ def push_bundle(
                 chunk = []
         if chunk:
             _send_records(send, chunk, progress, uid, done, save, on_records)
-    tail = bundle.tail
-    if tail is not None and not progress.tail:
-        send("analysis_tail", [tail])
+    for entry in bundle.files:
+        if entry["uid"] not in progress.files:
+            if _send_file(client, bundle, entry, restore_times, on_conflict):
+                progress.files.append(entry["uid"])
+                save(progress)
+    if bundle.tail is not None and not progress.tail:
+        send_tail(client, bundle)
         progress.tail = True
         save(progress)
     return progress
+
+
+def send_tail(client: AnalysisClient, bundle: Bundle) -> None:
+    """Store the bundle's tail with its earlier versions (the step that finalises the analysis)."""
+    tail = bundle.tail
+    if tail is not None:
+        send_with_history(client, "analysis_tail", tail, list(bundle.revisions("analysis_tail")))
+
+
+def _send_file(client: AnalysisClient, bundle: Bundle, entry: dict[str, Any], restore_times: bool,
+               on_conflict: Callable[[Conflict], None] | None) -> bool:
+    """Upload one attached file, streamed from the bundle and held to its manifest entry; False on a
+    tolerated conflict."""
+    with bundle.open_file(entry) as reader:
+        try:
+            stored = client.insert_file(bundle.header["uid"], reader, entry["name"], entry["content_type"],
+                                        uid=entry["uid"], sha256=entry["sha256"],
+                                        restore_time=entry.get("time") if restore_times else None)
+        except Conflict as exc:
+            if on_conflict is None:
+                raise
+            on_conflict(exc)
+            return False
+        except ServiceError:
+            if reader.remaining == 0:  # all of it went out: a refused sha256 is the member's fault, say which
+                reader.check()
+            raise
+        reader.check()
+    if stored != entry["uid"]:
+        log.info("file %r of analysis %s was already stored as %s", entry["name"], bundle.header["uid"], stored)
+    return True
+
+
+def send_with_history(client: AnalysisClient, doc_type: str, current: dict[str, Any],
+                      history: list[dict[str, Any]]) -> None:
+    """Store a header or tail so that the service holds ``current`` with exactly ``history`` before it.
+
+    ``history`` is the revision records as ``GET …/revisions`` lists them, oldest first. Resumes
+    from whatever revision the service already has; Conflict if the service's history differs.
+    """
+    versions = [_version(r["document"]) for r in history] + [current]
+    try:
+        client.insert_many(doc_type, [versions[0]])
+    except Conflict:
+        if not history:
+            raise
+        # A later version may be stored already (an earlier run of this push): checked below.
+    if not history:
+        return
+    uid = current["uid"]
+    stored = client.document(doc_type, uid)
+    at = int(stored.get("_revision", 0))
+    if at >= len(versions) or _version(stored) != versions[at] or (
+            at and [_version(r["document"]) for r in client.revisions(doc_type, uid)] != versions[:at]):
+        raise Conflict(409, "Conflict", f"{doc_type} {uid!r} is stored with another history than the bundle's "
+                       "revisions; it was left as it is", [{"uid": uid, "revision": at}])
+    for number in range(at, len(history)):
+        record = history[number]
+        client.restore_revision(doc_type, uid, changes_between(versions[number], versions[number + 1]),
+                                revision=number, replaced_at=record["replaced_at"], request_id=record["request_id"])
+    if at < len(history):
+        log.info("%s %s: replayed %d revisions", doc_type, uid, len(history) - at)
+
+
+def _version(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in dict(doc).items() if k not in ("_revision", "_name")}
+
+
+def changes_between(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The PATCH body (``$set``/``$unset`` of dotted paths) that turns ``before`` into ``after``."""
+    to_set: dict[str, Any] = {}
+    to_unset: list[str] = []
+
+    def walk(old: dict[str, Any], new: dict[str, Any], prefix: str) -> None:
+        for key in old.keys() - new.keys():
+            to_unset.append(prefix + key)
+        for key, value in new.items():
+            if key not in old:
+                to_set[prefix + key] = value
+            elif isinstance(value, dict) and isinstance(old[key], dict) and value and old[key]:
+                walk(old[key], value, f"{prefix}{key}.")
+            elif old[key] != value or type(old[key]) is not type(value):
+                to_set[prefix + key] = value
+
+    walk(before, after, "")
+    if len(to_set) + len(to_unset) > _MAX_CHANGES:  # many small changes: replace whole top-level fields
+        to_set = {k: v for k, v in after.items() if before.get(k, _MISSING) != v}
+        to_unset = sorted(before.keys() - after.keys())
+    body: dict[str, Any] = {}
+    if to_set:
+        body["$set"] = to_set
+    if to_unset:
+        body["$unset"] = sorted(to_unset)
+    return body
+
+
+_MISSING = object()
 
 
 def _send_records(send: Callable[[str, list[dict[str, Any]]], bool], chunk: list[dict[str, Any]],

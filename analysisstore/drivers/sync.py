@@ -240,7 +240,14 @@ class Syncer:
             path.rename(self.root / SYNCED / name)
         else:
             shutil.rmtree(path, ignore_errors=True)
-        self._progress_path(name).unlink(missing_ok=True)
+        self._forget_progress(name)
+
+    def _forget_progress(self, name: str) -> None:
+        """Remove a bundle's progress file, and any temporary copy a run killed mid-save left behind."""
+        progress = self._progress_path(name)
+        progress.unlink(missing_ok=True)
+        for leftover in progress.parent.glob(f".{progress.name}.tmp-*"):
+            leftover.unlink(missing_ok=True)
 
     def _quarantine(self, path: Path, progress: Progress, message: str, member: str | None) -> BundleOutcome:
         name = path.name
@@ -252,7 +259,7 @@ class Syncer:
         record = {"bundle": name, "error": message, "member": member, "attempts": progress.attempts,
                   "time": time.time()}
         write_atomic(self.root / QUARANTINED / f"{name}.error.json", ujson.dumps(record, indent=2).encode())
-        self._progress_path(name).unlink(missing_ok=True)
+        self._forget_progress(name)
         return BundleOutcome(name, "quarantined", message)
 
     # ---- sending a bundle back ---------------------------------------------------

@@ -44,7 +44,7 @@ class BundleHandler(BaseHandler):
                 self.write(chunk)
                 await self.flush()
 
-        await self.store.write_bundle(uid, send)
+        await self.store.write_bundle(uid, send, f"{self.request.protocol}://{self.request.host}")
         self.finish()
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from http import HTTPStatus
 from typing import Any, Awaitable
@@ -13,6 +14,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..config import ServiceConfig
 from ..auth import scopes_for
+from ..client.bundle import RESTORE_TIME_HEADER
 from ..errors import (
     AnalysisStoreError,
     BadRequest,
@@ -146,6 +148,25 @@ class BaseHandler(RequestHandler):
         self._granted = granted
         if needed not in granted:
             raise Forbidden(f"the token may {' and '.join(sorted(granted))}, but this call needs {needed!r}")
+
+    def restore_time(self) -> float | None:
+        """The original time an import asks to keep (``X-Restore-Time``), checked; None without the header.
+
+        Only a caller with the ``restore`` scope (or any caller when auth is off) may set it: it
+        writes history, which a write token alone cannot.
+        """
+        raw = self.request.headers.get(RESTORE_TIME_HEADER)
+        if raw is None:
+            return None
+        if self.config.auth_enabled and (self._granted is None or "restore" not in self._granted):
+            raise Forbidden(f"{RESTORE_TIME_HEADER} needs a token with the restore scope")
+        try:
+            value = float(raw)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value) or value < 0:
+            raise BadRequest(f"{RESTORE_TIME_HEADER} is a UNIX time in seconds (a finite number, not {raw[:40]!r})")
+        return value
 
     @property
     def may_read(self) -> bool:

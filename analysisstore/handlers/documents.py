@@ -6,6 +6,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..changes import REVISION_FIELD, Changes
+from ..client.bundle import EXPECT_REVISION_HEADER
 from ..errors import BadRequest, MethodNotAllowed
 from ..ingest import ingest
 from ..queries import (
@@ -196,10 +197,22 @@ class DocumentHandler(BaseHandler):
             raise MethodNotAllowed(f"{doc_type} documents are immutable; only analysis_header and "
                                    "analysis_tail can be updated")
         changes = Changes.parse(self.json_body())
-        updated = await self.store.update(doc_type, uid, changes, self.request_id)
+        updated = await self.store.update(doc_type, uid, changes, self.request_id,
+                                          expect_revision=self._expected_revision(),
+                                          replaced_at=self.restore_time())
         if not self.may_read:  # a write-only token must not read documents through the answer
             updated = {"uid": updated["uid"], REVISION_FIELD: updated[REVISION_FIELD]}
         self.write_json(updated)
+
+
+    def _expected_revision(self) -> int | None:
+        """``X-Expect-Revision: n``: apply the PATCH only to revision n (a replayed history resumes safely)."""
+        raw = self.request.headers.get(EXPECT_REVISION_HEADER)
+        if raw is None:
+            return None
+        if not raw.strip().isdigit() or len(raw.strip()) > 12:
+            raise BadRequest(f"{EXPECT_REVISION_HEADER} is a revision number (0, 1, ...), not {raw[:40]!r}")
+        return int(raw)
 
 
 routes = [

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import re
 from contextlib import aclosing
 from typing import Any
@@ -14,7 +15,10 @@ from .base import BaseHandler
 
 __all__ = ["routes"]
 
+log = logging.getLogger(__name__)
+
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
+_UID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)")
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]{1,127}"
@@ -28,10 +32,15 @@ _DRAIN_LIMIT = 16 << 20
 
 
 class FileUploadHandler(BaseHandler):
-    """``POST /api/v1/analysis/{uid}/files?name=…[&sha256=…]`` with the file as the body."""
+    """``POST /api/v1/analysis/{uid}/files?name=…[&sha256=…][&uid=…]`` with the file as the body.
+
+    ``uid`` keeps a uid the client chose (a spooled or archived file); ``X-Restore-Time`` an
+    import's original time (restore scope).
+    """
 
     upload: Upload | None = None
-    _oversize: PayloadTooLarge | None = None
+    #: Why the body is being read and dropped (too large, or the database failed mid-upload).
+    _refusal: AnalysisStoreError | None = None
     _discarded = 0
 
     async def prepare(self) -> None:
@@ -48,39 +57,43 @@ class FileUploadHandler(BaseHandler):
         if sha256 is not None and not _SHA256.fullmatch(sha256):
             raise BadRequest("sha256 must be 64 hexadecimal digits")
         self.expected_sha256 = sha256
+        file_uid = self.get_query_argument("uid", None)
+        if file_uid is not None and not _UID.fullmatch(file_uid):
+            raise BadRequest("uid, when given, is 1 to 255 characters without control characters")
+        restore_time = self.restore_time()
         limit = self.config.max_file_bytes
         if self.http1 is not None:
             self.http1.set_max_body_size(limit + _DRAIN_LIMIT)
         declared = self.request.headers.get("Content-Length", "")
         if declared.isdigit() and int(declared) > limit:
-            self._oversize = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
+            self._refusal = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
             if int(declared) > limit + _DRAIN_LIMIT:
-                raise self._oversize  # too much to read and drop: the connection closes
+                raise self._refusal  # too much to read and drop: the connection closes
             return  # the body is read and dropped so the 413 reaches the client
         content_type = self.request.headers.get("Content-Type", "application/octet-stream")[:200]
         uid = self.path_args[0] if self.path_args else ""
-        self.upload = await self.store.files.begin(uid, name, content_type, limit)
+        self.upload = await self.store.files.begin(uid, name, content_type, limit, file_uid, restore_time)
 
     async def data_received(self, chunk: bytes) -> None:
-        if self._oversize is not None:
-            # Read and drop a little more so the client gets the 413 rather than a reset connection;
-            # far past the limit, closing the connection is the only bound.
+        if self._refusal is not None:
+            # Read and drop a little more so the client gets the 413 (or 503) rather than a reset
+            # connection; far past that, closing the connection is the only bound.
             self._discarded += len(chunk)
             if self._discarded > _DRAIN_LIMIT:
-                raise self._oversize
+                raise self._refusal
             return
         if self.upload is None:
             return
         try:
             await self.upload.write(chunk)
-        except PayloadTooLarge as exc:
-            self._oversize = exc
+        except AnalysisStoreError as exc:  # too large, or the database failed: answer it, keep nothing
+            self._refusal = exc
             self._discarded = len(chunk)
-            await self.upload.abort()
+            self._discard()
 
     async def post(self, uid: str) -> None:
-        if self._oversize is not None:
-            raise self._oversize
+        if self._refusal is not None:
+            raise self._refusal
         assert self.upload is not None
         doc, result = await self.store.files.finish(self.upload, self.expected_sha256)
         self.upload = None
@@ -98,7 +111,14 @@ class FileUploadHandler(BaseHandler):
         """A refused or broken upload leaves nothing behind."""
         if self.upload is not None:
             upload, self.upload = self.upload, None
-            asyncio.ensure_future(upload.abort())
+            asyncio.ensure_future(_abort(upload))
+
+
+async def _abort(upload: Upload) -> None:
+    try:
+        await upload.abort()
+    except AnalysisStoreError as exc:  # the database is away: its chunks stay unlisted (no document)
+        log.warning("could not remove the chunks of a refused upload of %r: %s", upload.name, exc)
 
 
 class FileHandler(BaseHandler):

@@ -53,6 +53,11 @@ class Upload:
     name: str
     content_type: str
     limit: int
+    uid: str | None = None  # the file's uid when the client chose it (a spooled or archived file)
+    time: float | None = None  # an import's original time; default: when the upload completes
+    #: The file already stored under this name: the body is only hashed, to tell "already stored"
+    #: from a conflict (so an identical re-send works after the tail too, and stores nothing twice).
+    stored: dict[str, Any] | None = None
     files_id: ObjectId = field(default_factory=ObjectId)
     digest: Any = field(default_factory=hashlib.sha256)
     size: int = 0
@@ -65,6 +70,8 @@ class Upload:
         if self.size > self.limit:
             raise PayloadTooLarge(f"file larger than {self.limit} bytes (the max_file_bytes setting)")
         self.digest.update(data)
+        if self.stored is not None:
+            return
         self.buffer += data
         if len(self.buffer) >= CHUNK_SIZE * _CHUNKS_PER_WRITE:
             await self._flush(final=False)
@@ -117,11 +124,15 @@ class AttachmentStore:
                                                 max_time_ms=self.max_time_ms) is not None:
             raise Finalized(f"analysis {analysis_header!r} is finalized (it has a tail); no new files may be added")
 
-    async def begin(self, analysis_header: str, name: str, content_type: str, limit: int) -> Upload:
-        """Check the analysis takes files; the upload that the body is written to."""
+    async def begin(self, analysis_header: str, name: str, content_type: str, limit: int,
+                    uid: str | None = None, time: float | None = None) -> Upload:
+        """Check the analysis takes files (or has this name already); the upload that the body is written to."""
         with _database_errors():
-            await self._check_open(analysis_header)
-        return Upload(self.db, analysis_header, name, content_type, limit)
+            stored = await self.db[FILE_COLLECTION].find_one({"analysis_header": analysis_header, "name": name},
+                                                             _PUBLIC, max_time_ms=self.max_time_ms)
+            if stored is None:
+                await self._check_open(analysis_header)
+        return Upload(self.db, analysis_header, name, content_type, limit, uid=uid, time=time, stored=stored)
 
     async def finish(self, upload: Upload, expected_sha256: str | None) -> tuple[dict[str, Any], str]:
         """Close the upload and publish its document; (document, inserted/already stored)."""
@@ -130,11 +141,14 @@ class AttachmentStore:
             await upload.abort()
             raise ValidationFailed(f"the file's sha256 is {sha256}, not {expected_sha256} as announced; "
                                    "it was not stored (a transfer error?)")
+        if upload.stored is not None:
+            return await self._resolve_same_name({"analysis_header": upload.analysis_header, "name": upload.name,
+                                                  "sha256": sha256, "size": upload.size})
         await upload.close()
         with _database_errors():
-            doc = {"uid": str(uuid.uuid4()), "analysis_header": upload.analysis_header, "name": upload.name,
-                   "size": upload.size, "sha256": sha256, "content_type": upload.content_type,
-                   "time": time.time(), "gridfs_id": upload.files_id}
+            doc = {"uid": upload.uid or str(uuid.uuid4()), "analysis_header": upload.analysis_header,
+                   "name": upload.name, "size": upload.size, "sha256": sha256, "content_type": upload.content_type,
+                   "time": time.time() if upload.time is None else upload.time, "gridfs_id": upload.files_id}
             try:
                 await self._check_open(upload.analysis_header)  # a tail may have come while the body arrived
                 await self.db[FILE_COLLECTION].insert_one(doc)
@@ -151,6 +165,8 @@ class AttachmentStore:
             {"analysis_header": doc["analysis_header"], "name": doc["name"]}, _PUBLIC)
         if stored is not None and stored["sha256"] == doc["sha256"] and stored["size"] == doc["size"]:
             return stored, ALREADY_STORED
+        if stored is None:  # the name is free, so the uid the client chose belongs to another file
+            raise Conflict(f"another file already has the uid {doc['uid']!r}; file uids are unique")
         raise Conflict(f"analysis {doc['analysis_header']!r} already has a different file named {doc['name']!r}; "
                        "file names are immutable, use another name")
 

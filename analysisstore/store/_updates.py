@@ -25,8 +25,14 @@ class UpdatesMixin:
     _finalized_headers: Callable[[set[str]], Awaitable[set[str]]]
     get: Callable[[str, str], Awaitable[dict[str, Any]]]
 
-    async def update(self, doc_type: str, uid: str, changes: "Changes", request_id: str) -> dict[str, Any]:
-        """Apply ``changes`` to a header or tail, keeping the previous version as a revision."""
+    async def update(self, doc_type: str, uid: str, changes: "Changes", request_id: str, *,
+                     expect_revision: int | None = None, replaced_at: float | None = None) -> dict[str, Any]:
+        """Apply ``changes`` to a header or tail, keeping the previous version as a revision.
+
+        ``expect_revision``: only if the document is at that revision (else Conflict), so a replayed
+        history never applies a step twice. ``replaced_at``: the time the revision records (an
+        import's original time; default now).
+        """
         with _database_errors():
             stored = await self.db[doc_type].find_one({"uid": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
             if stored is None:
@@ -36,9 +42,11 @@ class UpdatesMixin:
             changes.check_allowed(doc_type, finalized, header_uid)
             updated = changes.apply(stored)
             revision = stored.get(REVISION_FIELD, 0)
+            if expect_revision is not None and revision != expect_revision:
+                raise Conflict(f"{doc_type} {uid!r} is at revision {revision}, not {expect_revision} as expected")
             if updated == {k: v for k, v in stored.items() if k != REVISION_FIELD}:
                 return stored  # nothing changes: no revision, no write
-            await self._keep_revision(doc_type, uid, revision, stored, request_id)
+            await self._keep_revision(doc_type, uid, revision, stored, request_id, replaced_at)
             current = {"uid": uid, REVISION_FIELD: revision if revision else {"$exists": False}}
             update: dict[str, Any] = {"$set": {**changes.set, REVISION_FIELD: revision + 1}}
             if changes.unset:
@@ -54,7 +62,7 @@ class UpdatesMixin:
         return updated
 
     async def _keep_revision(self, doc_type: str, uid: str, revision: int, stored: dict[str, Any],
-                             request_id: str) -> None:
+                             request_id: str, replaced_at: float | None = None) -> None:
         """Store ``stored`` as revision ``revision``, the first of a PATCH's two writes.
 
         If that revision exists while the document still carries ``revision``,
@@ -66,7 +74,7 @@ class UpdatesMixin:
         only one can win; the other gets a 409.
         """
         record = {"doc_type": doc_type, "uid": uid, "revision": revision, "document": stored,
-                  "replaced_at": time.time(), "request_id": request_id}
+                  "replaced_at": time.time() if replaced_at is None else replaced_at, "request_id": request_id}
         try:
             await self.db.revisions.insert_one(record)
             return
