@@ -520,7 +520,7 @@ class AnalysisClient:
                 params={"name": name, "sha256": sha256, "uid": uid}, data=handle, headers=headers)
         except TRANSIENT_ERRORS:
             header = self._headers.get(header_uid) if self._spool is not None else None
-            if header is None:
+            if self._spool is None or header is None:
                 raise  # no spool, or nothing known of this analysis to spool it with
             streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
             self._spool.begin(_with_time(header), [_with_time(s) for s in streams])

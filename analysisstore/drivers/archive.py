@@ -12,6 +12,7 @@ fixed bundle later completes it.
 """
 from __future__ import annotations
 
+import functools
 import logging
 import tempfile
 from dataclasses import dataclass, field
@@ -68,7 +69,7 @@ def _write_bundle(client: AnalysisClient, uid: str, target: Path) -> int:
         writer.write_revisions("analysis_tail", client.revisions("analysis_tail", tail[0]["uid"]))
     for doc in client.files(uid):
         entry = writer.add_file(doc["uid"], doc["name"], doc["content_type"], doc["time"],
-                                lambda out, file_uid=doc["uid"]: client.get_file(file_uid, out))
+                                functools.partial(client.get_file, doc["uid"]))
         if entry["sha256"] != doc["sha256"]:
             raise ValueError(f"file {doc['uid']} changed while it was exported; export again")
     writer.finish(source=client._host_url)

@@ -15,6 +15,7 @@ from ..changes import REVISION_FIELD
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
 from ._common import EXIT_STATUSES, STATUSES, _database_errors, derive_status
+from ._files import AttachmentStore
 from ._zipstream import ZipStream
 
 
@@ -24,6 +25,9 @@ class ReadsMixin:
     db: AsyncDatabase
     max_time_ms: int
     stream_max_time_ms: int
+    # What it uses of the store's other parts (declared, so a missing one is a type error, not an AttributeError).
+    files: AttachmentStore
+    revisions: Callable[[str, str], Awaitable[list[dict[str, Any]]]]
 
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""
