@@ -4,7 +4,7 @@ from __future__ import annotations
 import asyncio
 import time
 from contextlib import aclosing
-from typing import Any, AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Awaitable, Callable
 
 import ujson
 
@@ -27,7 +27,8 @@ class ReadsMixin:
     stream_max_time_ms: int
     # What it uses of the store's other parts (declared, so a missing one is a type error, not an AttributeError).
     files: AttachmentStore
-    revisions: Callable[[str, str], Awaitable[list[dict[str, Any]]]]
+    if TYPE_CHECKING:
+        async def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]: ...
 
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -22,8 +22,9 @@ class UpdatesMixin:
     db: AsyncDatabase
     max_time_ms: int
     # What it uses of the store's other parts (declared, so a missing one is a type error, not an AttributeError).
-    _finalized_headers: Callable[[set[str]], Awaitable[set[str]]]
-    get: Callable[[str, str], Awaitable[dict[str, Any]]]
+    if TYPE_CHECKING:
+        async def _finalized_headers(self, header_uids: set[str]) -> set[str]: ...
+        async def get(self, doc_type: str, uid: str) -> dict[str, Any]: ...
 
     async def update(self, doc_type: str, uid: str, changes: "Changes", request_id: str, *,
                      expect_revision: int | None = None, replaced_at: float | None = None) -> dict[str, Any]:
