@@ -265,20 +265,22 @@ def test_killed_mid_pull_and_rerun_stores_everything_exactly_once(pair):
     remote, local = pair
     analyses = [_analysis(remote, records=0, tail=False) for _ in range(3)]
     for a in analyses:
-        for start in range(0, 1_500, 500):
-            assert post(remote, "data_reference", [record_doc(a["stream"]["uid"], i)
-                                                   for i in range(start, start + 500)]).ok
+        assert post(remote, "data_reference", [record_doc(a["stream"]["uid"], i) for i in range(600)]).ok
         _patch(remote, "analysis_header", a["header"]["uid"], {"$set": {"sample": "s1"}})
         assert post(remote, "analysis_tail", tail_doc(a["header"]["uid"])).status_code == 201
         _patch(remote, "analysis_header", a["header"]["uid"], {"$set": {"tags": ["t"]}})
     total = remote.count("data_reference")
     env = {k: v for k, v in os.environ.items() if k not in ("ASST_URL", "ASST_TOKEN")}
     process = subprocess.Popen([sys.executable, "-m", "analysisstore.cli", "pull", "--from", remote.url, "--url",
-                                local.url, "--no-progress", "--page-size", "25"], env=env,
+                                local.url, "--no-progress", "--page-size", "20"], env=env,
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        while process.poll() is None and local.count("data_reference") < total // 3:
-            pass  # poll the local database until the pull is well under way
+        while local.count("data_reference") < total // 3:
+            try:  # look at the local database every 20 ms until the pull is well under way
+                process.wait(0.02)
+                break
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(30)
@@ -312,3 +314,11 @@ def test_reads_fall_back_to_the_mirror_when_the_remote_is_down(pair, caplog):
     with pytest.raises(ServiceUnreachable):  # writes still go to the remote only
         client.insert_analysis_header(provenance={"analysis_name": "offline"})
     assert local.count("analysis_header", {"provenance.analysis_name": "offline"}) == 0
+
+
+def test_pull_from_a_remote_nobody_answers_is_one_line(pair, closed_port):
+    remote, local = pair
+    remote.url = f"http://127.0.0.1:{closed_port}"
+    done = _pull(remote, local, check=3)
+    assert "no analysisstore service answers" in done.stderr and "(--from)" in done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
