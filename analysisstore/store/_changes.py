@@ -44,6 +44,8 @@ MAX_FEED_LIMIT = 5_000
 #: Fields of the service's own, never part of a document's content in the feed.
 _BOOKKEEPING = ("_id", "_status", REVISION_FIELD)
 _PENDING, _DONE, _VOID = "pending", "done", "void"
+#: uids per $in query (its cost grows faster than its length on some servers).
+_IN_CHUNK = 100
 
 
 @dataclass
@@ -84,22 +86,25 @@ class ChangeFeed:
                 self.known.put(("data_reference_header", p["uid"]), p)  # the same entry the writes cache
         return out
 
-    async def _begin(self, entries: list[dict[str, Any]]) -> _InFlight:
-        first = await self._allocate(len(entries))
-        now = time.time()
-        for i, entry in enumerate(entries):
-            entry.update(_id=first + i, state=_PENDING, at=now)
-        await self.entries.insert_many(entries, ordered=True)
-        return _InFlight([e["_id"] for e in entries])
+    async def _begin(self, doc_type: str, op: str, revision: int, uids: list[Any], headers: list[Any],
+                     extra: dict[str, list[Any]] | None = None) -> _InFlight:
+        """One pending entry for the whole request, holding a position per document."""
+        first = await self._allocate(len(uids))
+        entry = {"_id": first, "last": first + len(uids) - 1, "doc_type": doc_type, "op": op, "revision": revision,
+                 "uids": uids, "headers": headers, **(extra or {}), "state": _PENDING, "void": [], "at": time.time()}
+        await self.entries.insert_one(entry)
+        return _InFlight(list(range(first, first + len(uids))))
 
-    async def _settle(self, positions: list[int], state: str) -> None:
-        if positions:
-            done = await self.entries.update_many({"_id": {"$in": positions}, "state": _PENDING},
-                                                  {"$set": {"state": state}})
-            if done.matched_count != len(positions):
-                log.warning("%d change-feed entries were resolved by a reader before their write finished "
-                            "(a write slower than the settle window of %.0f s)",
-                            len(positions) - done.matched_count, self.settle_seconds)
+    async def _settle(self, flight: _InFlight, void: list[int]) -> None:
+        """The write's outcome: ``void`` lists the indices of the documents it did not write."""
+        if not flight.positions:
+            return
+        state = _VOID if len(void) == len(flight.positions) else _DONE
+        done = await self.entries.update_one({"_id": flight.positions[0], "state": _PENDING},
+                                             {"$set": {"state": state, "void": void}})
+        if done.matched_count != 1:
+            log.warning("change-feed position %d was resolved by a reader before its write finished "
+                        "(a write slower than the settle window of %.0f s)", flight.positions[0], self.settle_seconds)
 
     @asynccontextmanager
     async def inserting(self, doc_type: str, docs: list[dict[str, Any]]) -> AsyncIterator[_InFlight]:
@@ -108,32 +113,32 @@ class ChangeFeed:
             yield _InFlight()
             return
         with _database_errors():
+            extra = None
             if doc_type == "analysis_header":
                 header_of = [doc.get("uid") for doc in docs]
             elif doc_type == "data_reference":
                 streams = await self._headers_of_streams({d.get("data_reference_header") for d in docs
                                                           if isinstance(d.get("data_reference_header"), str)})
                 header_of = [streams.get(d.get("data_reference_header")) for d in docs]
+                # where a reader finds the records again with one range query
+                extra = {"streams": [d.get("data_reference_header") for d in docs],
+                         "seqs": [d.get("seq_num") for d in docs]}
             else:
                 header_of = [doc.get("analysis_header") for doc in docs]
-            flight = await self._begin([{"doc_type": doc_type, "uid": doc.get("uid"), "op": "insert",
-                                         "revision": 0, "analysis_header": header}
-                                        for doc, header in zip(docs, header_of)])
-        yield flight  # an exception leaves the entries pending: a reader resolves them after the settle window
-        outcome = flight.outcome
-        written = [p for p, item in zip(flight.positions, outcome.items if outcome else [])
-                   if item.result == INSERTED and item.error is None]
+            flight = await self._begin(doc_type, "insert", 0, [doc.get("uid") for doc in docs], header_of, extra)
+        yield flight  # an exception leaves the entry pending: a reader resolves it after the settle window
+        items = flight.outcome.items if flight.outcome else []
+        void = [i for i in range(len(flight.positions))
+                if i >= len(items) or items[i].result != INSERTED or items[i].error is not None]
         with _database_errors():
-            await self._settle(written, _DONE)
-            await self._settle(sorted(set(flight.positions) - set(written)), _VOID)
+            await self._settle(flight, void)
 
     @asynccontextmanager
     async def updating(self, doc_type: str, uid: str, header_uid: str, revision: int) -> AsyncIterator[_InFlight]:
         """Wrap the write of ``revision`` of a header or tail: set ``.applied`` when it matched."""
-        flight = await self._begin([{"doc_type": doc_type, "uid": uid, "op": "update", "revision": revision,
-                                     "analysis_header": header_uid}])
+        flight = await self._begin(doc_type, "update", revision, [uid], [header_uid])
         yield flight
-        await self._settle(flight.positions, _DONE if flight.applied else _VOID)
+        await self._settle(flight, [] if flight.applied else [0])
 
     # ---- reading ------------------------------------------------------------------
 
@@ -142,18 +147,25 @@ class ChangeFeed:
         return int(counter["last"]) if counter else 0
 
     async def read(self, after: int, limit: int, header_filter: dict[str, Any] | None) -> dict[str, Any]:
-        """Entries after position ``after`` that are settled, in order, with their documents.
+        """Settled writes after position ``after`` (at most ``limit`` positions), in order, with their documents.
 
-        ``next`` is the position to read after next time: every entry up to it was examined (entries
+        ``next`` is the position to read after next time: every position up to it was examined (documents
         filtered out and void ones included); nothing at or below it can appear later.
         """
         with _database_errors():
             last = await self.last_position()
-            found = await self.entries.find({"_id": {"$gt": after}}, max_time_ms=self.max_time_ms) \
+            found = []
+            if after > 0:  # a request's entry may hold positions on both sides of ``after``
+                holder = await self.entries.find_one({"_id": {"$lte": after}}, sort=[("_id", -1)],
+                                                     max_time_ms=self.max_time_ms)
+                if holder is not None and holder["last"] > after:
+                    found.append(holder)
+            found += await self.entries.find({"_id": {"$gt": after}}, max_time_ms=self.max_time_ms) \
                 .sort("_id", 1).limit(limit).to_list()
             settled = await self._settled_prefix(after, found)
-            position = settled[-1]["_id"] if settled else after
-            done = [e for e in settled if e["state"] == _DONE]
+            position = min(settled[-1]["last"], after + limit) if settled else after
+            done = [item for entry in settled if entry["state"] == _DONE
+                    for item in _items(entry, after, position)]
             if header_filter:
                 done = await self._matching(done, header_filter)
             changes = await self._with_documents(done)
@@ -166,25 +178,31 @@ class ChangeFeed:
         for entry in found:
             # A hole: a position handed out whose entry is not written yet. Its writer took the position
             # before this entry's; if even this entry is older than the settle window, the writer is gone.
-            if entry["_id"] != expected and entry["at"] > cutoff:
+            if entry["_id"] > expected and entry["at"] > cutoff:
                 break
             if entry["state"] == _PENDING:
                 if entry["at"] > cutoff:
                     break
-                entry["state"] = await self._resolve(entry)
+                await self._resolve(entry)
             out.append(entry)
-            expected = entry["_id"] + 1
+            expected = entry["last"] + 1
         return out
 
-    async def _resolve(self, entry: dict[str, Any]) -> str:
-        """An entry whose writer vanished: done if its write is in the database, else void."""
-        stored = await self.db[entry["doc_type"]].find_one({"uid": entry["uid"]}, {"_id": 0, REVISION_FIELD: 1})
-        written = stored is not None and stored.get(REVISION_FIELD, 0) >= entry["revision"]
-        state = _DONE if written else _VOID
-        await self.entries.update_one({"_id": entry["_id"], "state": _PENDING}, {"$set": {"state": state}})
-        log.warning("change-feed position %d (%s %s of %r) was in flight for longer than %.0f s: %s",
-                    entry["_id"], entry["doc_type"], entry["op"], entry["uid"], self.settle_seconds, state)
-        return state
+    async def _resolve(self, entry: dict[str, Any]) -> None:
+        """An entry whose writer vanished: its documents that are in the database are done, the rest void."""
+        stored: dict[str, int] = {}
+        uids = entry["uids"]
+        for start in range(0, len(uids), _IN_CHUNK):
+            async for doc in self.db[entry["doc_type"]].find({"uid": {"$in": uids[start:start + _IN_CHUNK]}},
+                                                             {"_id": 0, "uid": 1, REVISION_FIELD: 1}):
+                stored[doc["uid"]] = doc.get(REVISION_FIELD, 0)
+        entry["void"] = [i for i, uid in enumerate(uids) if stored.get(uid, -1) < entry["revision"]]
+        entry["state"] = _VOID if len(entry["void"]) == len(uids) else _DONE
+        await self.entries.update_one({"_id": entry["_id"], "state": _PENDING},
+                                      {"$set": {"state": entry["state"], "void": entry["void"]}})
+        log.warning("change-feed positions %d-%d (%s %s) were in flight for longer than %.0f s: %d of %d written",
+                    entry["_id"], entry["last"], entry["doc_type"], entry["op"], self.settle_seconds,
+                    len(uids) - len(entry["void"]), len(uids))
 
     async def _matching(self, entries: list[dict[str, Any]], header_filter: dict[str, Any]) -> list[dict[str, Any]]:
         headers = list({e["analysis_header"] for e in entries if e.get("analysis_header") is not None})
@@ -195,15 +213,33 @@ class ChangeFeed:
             max_time_ms=self.max_time_ms)}
         return [e for e in entries if e.get("analysis_header") in matching]
 
+    async def _current(self, entries: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
+        """The stored documents of ``entries``: records by stream and seq_num range, the rest by uid."""
+        wanted: dict[str, set[str]] = {}
+        for e in entries:
+            wanted.setdefault(e["doc_type"], set()).add(e["uid"])
+        found: dict[tuple[str, str], dict[str, Any]] = {}
+        ranges: dict[str, list[int]] = {}
+        for e in entries:
+            if e["doc_type"] == "data_reference" and isinstance(e.get("seq_num"), int) and e.get("stream"):
+                ranges.setdefault(e["stream"], []).append(e["seq_num"])
+        for stream, seqs in ranges.items():
+            # The (stream, seq_num) index answers a range at once; a large $in is slow on some servers.
+            query = {"data_reference_header": stream, "seq_num": {"$gte": min(seqs), "$lte": max(seqs)}}
+            async for doc in self.db.data_reference.find(query, max_time_ms=self.max_time_ms).limit(4 * len(seqs)):
+                if doc["uid"] in wanted["data_reference"]:
+                    found[("data_reference", doc["uid"])] = doc
+        for doc_type, uids in wanted.items():
+            missing = [uid for uid in uids if (doc_type, uid) not in found]
+            for start in range(0, len(missing), _IN_CHUNK):
+                async for doc in self.db[doc_type].find({"uid": {"$in": missing[start:start + _IN_CHUNK]}},
+                                                        max_time_ms=self.max_time_ms):
+                    found[(doc_type, doc["uid"])] = doc
+        return found
+
     async def _with_documents(self, entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Each entry with the document as that write left it (an insert: as inserted, before any update)."""
-        by_type: dict[str, set[str]] = {}
-        for e in entries:
-            by_type.setdefault(e["doc_type"], set()).add(e["uid"])
-        current: dict[tuple[str, str], dict[str, Any]] = {}
-        for doc_type, uids in by_type.items():
-            async for doc in self.db[doc_type].find({"uid": {"$in": list(uids)}}, max_time_ms=self.max_time_ms):
-                current[(doc_type, doc["uid"])] = doc
+        current = await self._current(entries)
         out = []
         for e in entries:
             doc = current.get((e["doc_type"], e["uid"]))
@@ -241,3 +277,21 @@ class MirrorPositions:
         with _database_errors():
             await self.collection.replace_one({"_id": key}, record, upsert=True)
         return {"key": key, **record}
+
+
+def _items(entry: dict[str, Any], after: int, until: int) -> list[dict[str, Any]]:
+    """The written documents of one request's entry whose positions lie in (after, until]."""
+    void = set(entry.get("void", []))
+    out = []
+    for i, uid in enumerate(entry["uids"]):
+        position = entry["_id"] + i
+        if position <= after or i in void:
+            continue
+        if position > until:
+            break
+        item = {"_id": position, "doc_type": entry["doc_type"], "op": entry["op"], "uid": uid,
+                "revision": entry["revision"], "analysis_header": entry["headers"][i]}
+        if "streams" in entry:
+            item.update(stream=entry["streams"][i], seq_num=entry["seqs"][i])
+        out.append(item)
+    return out
