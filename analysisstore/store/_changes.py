@@ -5,10 +5,11 @@ How a write is recorded (docs/mirror.md explains why):
 1. ``$inc`` on the counter document ``meta/change_feed`` hands out positions
    (one per document of the request); every worker process shares it, so the
    positions form one order.
-2. One *pending* entry per document goes into ``change_feed`` (``_id`` is the
-   position, ``at`` the time), **before** the document is written.
-3. The write happens; then each entry becomes ``done`` (the document was
-   inserted, or the update applied) or ``void`` (already stored, refused).
+2. One *pending* entry for the request (``_id`` its first position, ``last``
+   its last, the documents' uids, ``at`` the time) goes into ``change_feed``
+   **before** the documents are written.
+3. The write happens; then the entry becomes ``done``, listing the documents
+   it did not write (already stored, refused) as ``void``, or ``void`` whole.
 
 A reader hands out positions in order and stops before the lowest one still
 in flight: a pending entry, or a position handed out whose entry is not there
