@@ -93,7 +93,8 @@ class ChangeFeed:
         first = await self._allocate(len(uids))
         entry = {"_id": first, "last": first + len(uids) - 1, "doc_type": doc_type, "op": op, "revision": revision,
                  "uids": uids, "headers": headers, **(extra or {}), "state": _PENDING, "void": [], "at": time.time()}
-        await self.entries.insert_one(entry)
+        # findAndModify, like the counter: the writes' own insert/update commands stay the only ones of those
+        await self.entries.find_one_and_update({"_id": first}, {"$setOnInsert": entry}, upsert=True)
         return _InFlight(list(range(first, first + len(uids))))
 
     async def _settle(self, flight: _InFlight, void: list[int]) -> None:
@@ -101,9 +102,9 @@ class ChangeFeed:
         if not flight.positions:
             return
         state = _VOID if len(void) == len(flight.positions) else _DONE
-        done = await self.entries.update_one({"_id": flight.positions[0], "state": _PENDING},
-                                             {"$set": {"state": state, "void": void}})
-        if done.matched_count != 1:
+        done = await self.entries.find_one_and_update({"_id": flight.positions[0], "state": _PENDING},
+                                                      {"$set": {"state": state, "void": void}}, {"_id": 1})
+        if done is None:
             log.warning("change-feed position %d was resolved by a reader before its write finished "
                         "(a write slower than the settle window of %.0f s)", flight.positions[0], self.settle_seconds)
 
