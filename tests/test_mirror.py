@@ -10,8 +10,10 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -24,6 +26,7 @@ from analysisstore.embedded import MEMORY, EmbeddedMongo
 from analysisstore.store import Store
 
 from helpers import header_doc, post, record_doc, stream_doc, tail_doc
+from test_serve import serve_factory  # noqa: F401 - the fixture
 
 DOC_TYPES = ("analysis_header", "data_reference_header", "data_reference", "analysis_tail")
 
@@ -322,3 +325,59 @@ def test_pull_from_a_remote_nobody_answers_is_one_line(pair, closed_port):
     done = _pull(remote, local, check=3)
     assert "no analysisstore service answers" in done.stderr and "(--from)" in done.stderr
     assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
+
+
+def test_reads_fall_back_when_the_remote_does_not_answer_in_time(pair):
+    """A remote that accepts connections but never answers: reads time out and the mirror answers."""
+    remote, local = pair
+    kept = _analysis(remote, records=1)
+    _pull(remote, local)
+    with socket.socket() as silent:  # a real listening socket that never answers a request
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        client = AnalysisClient({"url": url, "fallback_url": local.url, "timeout": 1.0, "retries": 0})
+        assert client.find_analysis_header(uid=kept["header"]["uid"])[0]["uid"] == kept["header"]["uid"]
+        assert client.answered_by == local.url
+
+
+@pytest.mark.subprocess
+def test_concurrent_writers_on_several_workers_miss_nothing(serve_factory, tmp_path):  # noqa: F811
+    """Writers racing on two worker processes while a reader follows the feed: every write, once, in order."""
+    server = serve_factory("--data-dir", str(tmp_path / "db"), "--processes", "2")
+    server.wait_ready()
+    written: list[str] = []
+
+    def writer() -> None:
+        with requests.Session() as session:
+            for _ in range(15):
+                header = header_doc()
+                stream = stream_doc(header["uid"])
+                records = [record_doc(stream["uid"], i) for i in range(3)]
+                for doc_type, body in (("analysis_header", header), ("data_reference_header", stream),
+                                       ("data_reference", records)):
+                    assert session.post(f"{server.url}/api/v1/{doc_type}", json=body, timeout=30).ok
+                written.extend([header["uid"], stream["uid"], *(r["uid"] for r in records)])
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    seen: list[dict[str, Any]] = []
+    after = 0
+    while True:  # read as the writes happen, in small pages, as a --watch pull would
+        writing = any(thread.is_alive() for thread in threads)
+        page = requests.get(f"{server.url}/api/v1/changes", params={"after": after, "limit": 7}, timeout=30).json()
+        assert page["next"] >= after
+        seen += page["changes"]
+        after = page["next"]
+        if not writing and page["caught_up"]:
+            break
+    for thread in threads:
+        thread.join()
+    positions = [c["position"] for c in seen]
+    assert positions == sorted(positions) and len(set(positions)) == len(positions)
+    assert sorted(c["uid"] for c in seen) == sorted(written)  # none missed, none twice
+    first = {c["uid"]: c["position"] for c in seen}
+    for change in seen:  # parents before their children
+        parent = change["document"].get("analysis_header") or change["document"].get("data_reference_header")
+        assert parent is None or first[parent] < change["position"]
