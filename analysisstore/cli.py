@@ -253,7 +253,8 @@ def _add_pull(sub: argparse._SubParsersAction) -> None:
                       help="only list what a pull would bring (counts per type) and the conflicts; write nothing")
     pull.add_argument("--watch", action="store_true", help="keep pulling, every --interval seconds")
     pull.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --watch")
-    pull.add_argument("--page-size", type=int, default=1_000, help="feed entries per request (default: %(default)s)")
+    pull.add_argument("--page-size", type=int, default=5_000,
+                      help="feed positions per request, 1 to 5000 (default: %(default)s)")
     pull.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_service_options(pull)
 

@@ -100,7 +100,8 @@ def _history(service: Any) -> list[tuple[Any, ...]]:
 def _assert_mirrored(remote: Any, local: Any, header_filter: dict[str, Any] | None = None) -> None:
     """The local copy holds what the remote holds (of the selected analyses), each document once."""
     headers = {d["uid"] for d in remote.database.analysis_header.find(header_filter or {})}
-    streams = {d["uid"] for d in remote.database.data_reference_header.find({"analysis_header": {"$in": list(headers)}})}
+    streams = {d["uid"] for d in remote.database.data_reference_header.find(
+        {"analysis_header": {"$in": list(headers)}})}
     wanted = {"analysis_header": {"uid": {"$in": list(headers)}},
               "data_reference_header": {"uid": {"$in": list(streams)}},
               "data_reference": {"data_reference_header": {"$in": list(streams)}},

@@ -128,7 +128,8 @@ class Puller:
         for old in conflicts:
             doc_type, uid = str(old.get("doc_type")), str(old.get("uid"))
             try:
-                if _content(self.local.get_document(doc_type, uid)) == _content(self.remote.get_document(doc_type, uid)):
+                here, there = self.local.get_document(doc_type, uid), self.remote.get_document(doc_type, uid)
+                if _content(here) == _content(there):
                     continue
             except NotFound:
                 pass
@@ -170,8 +171,8 @@ class Puller:
                 if len(docs) == 1:  # a one-document request's error is that document's
                     failed = {0: exc.message}
                 else:
-                    failed = {d.get("index"): str(d.get("message")) for d in exc.details
-                              if isinstance(d, dict) and d.get("result") == "error"}
+                    failed = {int(d["index"]): str(d.get("message")) for d in exc.details
+                              if isinstance(d, dict) and d.get("result") == "error" and isinstance(d.get("index"), int)}
                 if not failed:
                     raise
                 for index, message in failed.items():

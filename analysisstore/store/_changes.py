@@ -74,6 +74,8 @@ class ChangeFeed:
         """The first of ``count`` new consecutive positions."""
         counter = await self.db.meta.find_one_and_update(
             {"_id": _COUNTER_ID}, {"$inc": {"last": count}}, upsert=True, return_document=ReturnDocument.AFTER)
+        if counter is None:  # an upsert returning the document after it never gives None
+            raise RuntimeError("the change-feed counter was not written")
         return int(counter["last"]) - count + 1
 
     async def _headers_of_streams(self, stream_uids: set[str]) -> dict[str, str]:
@@ -119,9 +121,9 @@ class ChangeFeed:
             if doc_type == "analysis_header":
                 header_of = [doc.get("uid") for doc in docs]
             elif doc_type == "data_reference":
-                streams = await self._headers_of_streams({d.get("data_reference_header") for d in docs
-                                                          if isinstance(d.get("data_reference_header"), str)})
-                header_of = [streams.get(d.get("data_reference_header")) for d in docs]
+                parents = [str(d.get("data_reference_header")) for d in docs]
+                streams = await self._headers_of_streams(set(parents))
+                header_of = [streams.get(parent) for parent in parents]
                 # where a reader finds the records again with one range query
                 extra = {"streams": [d.get("data_reference_header") for d in docs],
                          "seqs": [d.get("seq_num") for d in docs]}
