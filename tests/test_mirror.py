@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 import uuid
 from typing import Any, Callable, Iterator
 
@@ -382,3 +383,23 @@ def test_concurrent_writers_on_several_workers_miss_nothing(serve_factory, tmp_p
     for change in seen:  # parents before their children
         parent = change["document"].get("analysis_header") or change["document"].get("data_reference_header")
         assert parent is None or first[parent] < change["position"]
+
+
+def test_watch_keeps_pulling_what_comes_later(pair):
+    remote, local = pair
+    _analysis(remote, records=1)
+    env = {k: v for k, v in os.environ.items() if k not in ("ASST_URL", "ASST_TOKEN")}
+    process = subprocess.Popen([sys.executable, "-m", "analysisstore.cli", "pull", "--from", remote.url, "--url",
+                                local.url, "--no-progress", "--watch", "--interval", "0.2"], env=env,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        later = _analysis(remote, records=2)  # written while the pull watches
+        deadline = time.monotonic() + 60
+        while local.count("analysis_tail", {"analysis_header": later["header"]["uid"]}) == 0:
+            assert time.monotonic() < deadline, "the watching pull never brought the later analysis"
+            with pytest.raises(subprocess.TimeoutExpired):  # still running, and polled every 50 ms
+                process.wait(0.05)
+    finally:
+        process.terminate()
+        process.wait(30)
+    _assert_mirrored(remote, local)
