@@ -403,3 +403,13 @@ def test_watch_keeps_pulling_what_comes_later(pair):
         process.terminate()
         process.wait(30)
     _assert_mirrored(remote, local)
+
+
+def test_filtered_feed_over_many_analyses(service):
+    """A page spanning hundreds of analyses is filtered by their headers within the time limits."""
+    headers = [header_doc(provenance={"analysis_name": "even" if i % 2 == 0 else "odd", "params": {}})
+               for i in range(600)]
+    assert post(service, "analysis_header", headers).ok
+    page = requests.get(f"{service.url}/api/v1/changes", params={"provenance.analysis_name": "odd", "limit": 5000},
+                        timeout=60).json()
+    assert [c["uid"] for c in page["changes"]] == [h["uid"] for h in headers[1::2]] and page["caught_up"]

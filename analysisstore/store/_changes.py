@@ -212,9 +212,11 @@ class ChangeFeed:
         headers = list({e["analysis_header"] for e in entries if e.get("analysis_header") is not None})
         if not headers:
             return []
-        matching = {h["uid"] async for h in self.db.analysis_header.find(
-            {"$and": [{"uid": {"$in": headers}}, header_filter]}, {"_id": 0, "uid": 1},
-            max_time_ms=self.max_time_ms)}
+        matching: set[str] = set()
+        for start in range(0, len(headers), _IN_CHUNK):
+            matching.update([h["uid"] async for h in self.db.analysis_header.find(
+                {"$and": [{"uid": {"$in": headers[start:start + _IN_CHUNK]}}, header_filter]}, {"_id": 0, "uid": 1},
+                max_time_ms=self.max_time_ms)])
         return [e for e in entries if e.get("analysis_header") in matching]
 
     async def _current(self, entries: list[dict[str, Any]]) -> dict[tuple[str, str], dict[str, Any]]:
