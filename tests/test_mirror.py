@@ -413,3 +413,25 @@ def test_filtered_feed_over_many_analyses(service):
     page = requests.get(f"{service.url}/api/v1/changes", params={"provenance.analysis_name": "odd", "limit": 5000},
                         timeout=60).json()
     assert [c["uid"] for c in page["changes"]] == [h["uid"] for h in headers[1::2]] and page["caught_up"]
+
+
+def test_a_large_write_spans_several_entries_and_keeps_its_order(service):
+    """4500 records in one request (three feed entries), 700 of them re-sent: the 3800 new ones, in order."""
+    first = _analysis(service, records=0, tail=False)
+    stream = first["stream"]["uid"]
+    records = [record_doc(stream, i) for i in range(4_500)]
+    assert post(service, "data_reference", records[1_600:2_300]).ok  # stored before: void in the big request
+    before = requests.get(f"{service.url}/api/v1/changes", timeout=30).json()["next"]
+    assert post(service, "data_reference", records).ok
+    seen, after = [], before
+    while True:
+        page = requests.get(f"{service.url}/api/v1/changes", params={"after": after, "limit": 1_000},
+                            timeout=60).json()
+        seen += page["changes"]
+        after = page["next"]
+        if page["caught_up"]:
+            break
+    expected = [r["uid"] for r in records[:1_600] + records[2_300:]]
+    assert [c["uid"] for c in seen] == expected
+    assert [c["position"] - before for c in seen] == [*range(1, 1_601), *range(2_301, 4_501)]
+    assert seen[0]["document"] == records[0]

@@ -5,9 +5,9 @@ How a write is recorded (docs/mirror.md explains why):
 1. ``$inc`` on the counter document ``meta/change_feed`` hands out positions
    (one per document of the request); every worker process shares it, so the
    positions form one order.
-2. One *pending* entry for the request (``_id`` its first position, ``last``
-   its last, the documents' uids, ``at`` the time) goes into ``change_feed``
-   **before** the documents are written.
+2. One *pending* entry per 2000 documents of the request (``_id`` its first
+   position, ``last`` its last, the documents' uids, ``at`` the time) goes into
+   ``change_feed`` **before** the documents are written.
 3. The write happens; then the entry becomes ``done``, listing the documents
    it did not write (already stored, refused) as ``void``, or ``void`` whole.
 
@@ -16,8 +16,8 @@ in flight: a pending entry, or a position handed out whose entry is not there
 yet. Therefore a write that commits late never lands behind a position a
 reader already passed. A writer that died in flight would block the feed for
 ever, so an entry pending for longer than the settle window (or a hole
-older than it) is resolved by the reader: ``done`` if the document (at that
-revision) is in the database, ``void`` otherwise.
+older than it) is resolved by the reader: its documents that are in the
+database (at that revision) are handed out, the others are void.
 """
 from __future__ import annotations
 
@@ -42,6 +42,8 @@ _COUNTER_ID = "change_feed"
 #: Longer than any write may take (requests are bounded by the database time limit and body limits).
 SETTLE_SECONDS = 120.0
 MAX_FEED_LIMIT = 5_000
+#: Documents per entry: 256-character uids, stream and header uids stay far below the 16 MB document limit.
+ENTRY_DOCUMENTS = 2_000
 #: Fields of the service's own, never part of a document's content in the feed.
 _BOOKKEEPING = ("_id", "_status", REVISION_FIELD)
 _PENDING, _DONE, _VOID = "pending", "done", "void"
@@ -91,24 +93,32 @@ class ChangeFeed:
 
     async def _begin(self, doc_type: str, op: str, revision: int, uids: list[Any], headers: list[Any],
                      extra: dict[str, list[Any]] | None = None) -> _InFlight:
-        """One pending entry for the whole request, holding a position per document."""
+        """Pending entries for the request (one per ENTRY_DOCUMENTS documents), holding a position per document."""
         first = await self._allocate(len(uids))
-        entry = {"_id": first, "last": first + len(uids) - 1, "doc_type": doc_type, "op": op, "revision": revision,
-                 "uids": uids, "headers": headers, **(extra or {}), "state": _PENDING, "void": [], "at": time.time()}
-        # findAndModify, like the counter: the writes' own insert/update commands stay the only ones of those
-        await self.entries.find_one_and_update({"_id": first}, {"$setOnInsert": entry}, upsert=True)
+        now = time.time()
+        for start in range(0, len(uids), ENTRY_DOCUMENTS):
+            end = min(start + ENTRY_DOCUMENTS, len(uids))
+            entry = {"_id": first + start, "last": first + end - 1, "doc_type": doc_type, "op": op,
+                     "revision": revision, "uids": uids[start:end], "headers": headers[start:end],
+                     **{name: values[start:end] for name, values in (extra or {}).items()},
+                     "state": _PENDING, "void": [], "at": now}
+            # findAndModify, like the counter: a write's own insert/update commands stay the only ones of those
+            await self.entries.find_one_and_update({"_id": entry["_id"]}, {"$setOnInsert": entry}, upsert=True)
         return _InFlight(list(range(first, first + len(uids))))
 
     async def _settle(self, flight: _InFlight, void: list[int]) -> None:
         """The write's outcome: ``void`` lists the indices of the documents it did not write."""
-        if not flight.positions:
-            return
-        state = _VOID if len(void) == len(flight.positions) else _DONE
-        done = await self.entries.find_one_and_update({"_id": flight.positions[0], "state": _PENDING},
-                                                      {"$set": {"state": state, "void": void}}, {"_id": 1})
-        if done is None:
-            log.warning("change-feed position %d was resolved by a reader before its write finished "
-                        "(a write slower than the settle window of %.0f s)", flight.positions[0], self.settle_seconds)
+        not_written = set(void)
+        for start in range(0, len(flight.positions), ENTRY_DOCUMENTS):
+            end = min(start + ENTRY_DOCUMENTS, len(flight.positions))
+            voided = [i - start for i in range(start, end) if i in not_written]
+            state = _VOID if len(voided) == end - start else _DONE
+            done = await self.entries.find_one_and_update(
+                {"_id": flight.positions[start], "state": _PENDING}, {"$set": {"state": state, "void": voided}},
+                {"_id": 1})
+            if done is None:
+                log.warning("change-feed position %d was resolved by a reader before its write finished (a write "
+                            "slower than the settle window of %.0f s)", flight.positions[start], self.settle_seconds)
 
     @asynccontextmanager
     async def inserting(self, doc_type: str, docs: list[dict[str, Any]]) -> AsyncIterator[_InFlight]:
