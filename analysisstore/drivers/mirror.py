@@ -100,13 +100,20 @@ class Puller:
         """Apply the remote's feed from the recorded position until caught up (``watch``: for ever)."""
         saved = self.saved if self.saved is not None else self.load()
         position = int(saved.get("position", 0))
-        self._recheck(saved.get("conflicts", []))
+        try:
+            return self._pull_from(position, saved.get("conflicts", []), watch, interval, progress)
+        except ServiceUnreachable as exc:
+            if f"{self.remote.answered_by}/" not in str(exc):
+                raise  # the local service: the command line names it
+            raise RemoteUnreachable(f"the remote service {self.remote_url} stopped answering ({exc}); "
+                                    f"pulled up to its position {self.report.position}, run pull again later") from None
+
+    def _pull_from(self, position: int, conflicts: list[dict[str, Any]], watch: bool, interval: float,
+                   progress: Callable[[int, int], None] | None) -> PullReport:
+        self.report.position = position
+        self._recheck(conflicts)
         while True:
-            try:
-                page = self.remote.changes(position, self.page_size, self.where)
-            except ServiceUnreachable as exc:
-                raise RemoteUnreachable(f"the remote service {self.remote_url} stopped answering ({exc}); "
-                                        f"pulled up to its position {position}, run pull again later") from None
+            page = self.remote.changes(position, self.page_size, self.where)
             self.apply(page["changes"])
             moved = page["next"] != position
             if moved and not self.report.dry_run:
