@@ -8,7 +8,7 @@ from tornado.web import Application, RequestHandler
 
 from .config import ServiceConfig
 from .metrics import Metrics
-from .handlers import analyses, documents, events, files, health, legacy, lineage, web
+from .handlers import analyses, documents, events, feed, files, health, legacy, lineage, web
 from .handlers.base import NotFoundHandler
 from .store import Store
 
@@ -31,8 +31,8 @@ def _log_request(handler: RequestHandler) -> None:
 
 def make_app(store: Store, config: ServiceConfig, metrics: Metrics | None = None) -> Application:
     """The service's application: every module's routes, then a JSON 404 for the rest."""
-    routes: list[Any] = [*analyses.routes, *lineage.routes, *events.routes, *files.routes, *documents.routes, *legacy.routes,
-              *health.routes, *web.routes]
+    routes: list[Any] = [*analyses.routes, *lineage.routes, *events.routes, *feed.routes, *files.routes,
+                         *documents.routes, *legacy.routes, *health.routes, *web.routes]
     return Application(
         routes,
         store=store,

@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_service_options(status)
     _add_sync(sub)
     _add_archive(sub)
+    _add_pull(sub)
     _add_prov(sub)
     _add_reproduce(sub)
     _add_analyze(sub)
@@ -236,6 +237,64 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
                      help="let the service stamp attached files with the time it stores them (for a token "
                           "without the restore scope; revisions always keep their times)")
     _add_service_options(imp)
+
+
+def _add_pull(sub: argparse._SubParsersAction) -> None:
+    pull = sub.add_parser(
+        "pull",
+        help="copy analyses from a remote service into a local one (a mirror), incrementally",
+        description=("Copy every analysis (header, streams, records, tail) and every update of the service at "
+                     "--from into the service at --url, through their HTTP APIs, in the order the remote "
+                     "recorded them. The local service remembers how far it got per remote and filter, so the "
+                     "next pull brings only what is new; killed and re-run, nothing is stored twice. A uid "
+                     "stored locally with different content is a conflict: reported, never overwritten, and "
+                     "the exit status is 1 after everything else was pulled."),
+    )
+    pull.add_argument("--from", dest="remote", required=True, type=service_url, metavar="REMOTE_URL",
+                      help="the service to copy from")
+    pull.add_argument("--from-token", default=os.environ.get("ASST_REMOTE_TOKEN"),
+                      help="bearer token for the remote service (default: $ASST_REMOTE_TOKEN)")
+    _add_where(pull, "the analyses to copy (with their streams, records and tails)")
+    pull.add_argument("--dry-run", action="store_true",
+                      help="only list what a pull would bring (counts per type) and the conflicts; write nothing")
+    pull.add_argument("--watch", action="store_true", help="keep pulling, every --interval seconds")
+    pull.add_argument("--interval", type=float, default=5.0, help="seconds between polls with --watch")
+    pull.add_argument("--page-size", type=int, default=5_000,
+                      help="feed positions per request, 1 to 5000 (default: %(default)s)")
+    pull.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_service_options(pull)
+
+
+def _run_pull(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from .client import AnalysisClient, RetryPolicy
+    from .drivers.mirror import Puller, RemoteUnreachable
+
+    if not 1 <= args.page_size <= 5_000:
+        raise CommandFailed("--page-size takes 1 to 5000")
+    _require_service(args)
+    remote = AnalysisClient({"url": args.remote, "token": args.from_token, "retries": RetryPolicy.interactive()})
+    puller = Puller(remote, _client(args), args.remote, _lookups(args.where), page_size=args.page_size,
+                    dry_run=args.dry_run)
+    puller.load()  # the local service first: its failures name --url
+    if not remote.connection_status():
+        raise RemoteUnreachable(f"no analysisstore service answers at {args.remote} (--from); check the URL, "
+                                "or pull later")
+    bar = tqdm(unit="change", disable=args.no_progress, file=sys.stderr)
+
+    def progress(position: int, last: int) -> None:
+        bar.total = last
+        bar.n = position
+        bar.refresh()
+
+    try:
+        report = puller.pull(watch=args.watch, interval=args.interval, progress=progress)
+    finally:
+        bar.close()
+    for line in report.lines():
+        print(line)
+    return 1 if report.conflicts else 0
 
 
 def _add_prov(sub: argparse._SubParsersAction) -> None:
@@ -716,6 +775,8 @@ def _dispatch(args: argparse.Namespace) -> int:
         from .drivers.stale import run_close_stale
 
         return run_close_stale(args)
+    if args.command == "pull":
+        return _run_pull(args)
     if args.command == "prov":
         return _run_prov(args)
     if args.command == "reproduce":

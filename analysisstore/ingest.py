@@ -55,7 +55,8 @@ async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: in
             item.error = exc
         checked.items.append(item)
     _raise_for_failures(doc_type, checked)
-    outcome = await store.insert(doc_type, prepared)
+    async with store.feed.inserting(doc_type, [doc for doc, _ in prepared]) as change:
+        outcome = change.outcome = await store.insert(doc_type, prepared)
     if metrics is not None:
         inserted = sum(1 for item in outcome.items if item.result == INSERTED and item.error is None)
         metrics.inserted.labels(doc_type).inc(inserted)

@@ -200,6 +200,35 @@ def openapi_spec() -> dict[str, Any]:
                     "responses": {"200": {"description": "An endless text/event-stream", "content": {
                         "text/event-stream": {"schema": {"type": "string"}}}}, **_errors("400", "501", "503")}},
         },
+        "/api/v1/changes": {
+            "get": {"summary": "The change feed: every insert and accepted update, in one order (docs/mirror.md)",
+                    "description": "Entries after position `after` whose writes have settled, oldest first, each "
+                                   "with the document as that write left it. Lookups filter by the analysis "
+                                   "header the document belongs to. Read on from `next`; `caught_up` is true "
+                                   "when nothing settled lies beyond it.",
+                    "parameters": [{"name": "after", "in": "query", "schema": {"type": "integer", "minimum": 0}},
+                                   {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                                                                                "maximum": 5000}}],
+                    "responses": {"200": _json({"type": "object", "properties": {
+                        "changes": {"type": "array", "items": {"type": "object"}},
+                        "next": {"type": "integer"}, "last": {"type": "integer"},
+                        "caught_up": {"type": "boolean"}}}, "A page of the feed"),
+                        **_errors("400", "401", "403", "503")}},
+        },
+        "/api/v1/mirror_positions/{key}": {
+            "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
+            "get": {"summary": "Where a mirror's pulls from one remote and filter got to",
+                    "responses": {"200": _json({"type": "object"}, "The position"),
+                                  **_errors("400", "404", "503")}},
+            "put": {"summary": "Record where a mirror's pull got to (after each applied page)",
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["position"], "properties": {
+                            "position": {"type": "integer", "minimum": 0}, "remote": {"type": "string"},
+                            "where": {"type": "array", "items": {"type": "string"}},
+                            "conflicts": {"type": "array", "items": {"type": "object"}}}}}}},
+                    "responses": {"200": _json({"type": "object"}, "Recorded"),
+                                  **_errors("400", "401", "403", "413", "503")}},
+        },
         "/api/v1/analysis/{uid}/files": {
             "parameters": [_UID],
             "post": {"summary": "Attach a file to a running analysis (the body is the file, streamed)",

@@ -20,9 +20,11 @@ from urllib.parse import quote, urlparse
 import requests
 from doct import Document
 
+from ._fallback import FallbackTransport
 from ._transport import RetryPolicy, Transport, dumps, loads
 from .bundle import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
 from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
+from .mirror import MirrorMixin
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool
 
@@ -31,7 +33,7 @@ __all__ = ["AnalysisClient", "DEFAULT_URL", "Page", "RetryPolicy"]
 log = logging.getLogger(__name__)
 
 DEFAULT_URL = "http://127.0.0.1:8999"
-_CONFIG_KEYS = {"host", "port", "url", "token", "timeout", "retries", "spool_dir"}
+_CONFIG_KEYS = {"host", "port", "url", "token", "timeout", "retries", "spool_dir", "fallback_url"}
 _DOCUMENT_NAMES = {
     "analysis_header": "AnalysisHeader",
     "analysis_tail": "AnalysisTail",
@@ -62,14 +64,16 @@ def _plain(doc: Mapping[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "_name"}
 
 
-class AnalysisClient:
+class AnalysisClient(MirrorMixin):
     """Client of one analysisstore service.
 
     ``config`` is ``{"host": ..., "port": ...}`` as in 0.x, or ``{"url": ...}``;
     optional ``token``, ``timeout`` (read timeout in seconds, or a
     ``(connect, read)`` pair), ``retries`` (a number of retries, a
     :class:`RetryPolicy` or a mapping of its fields; the client's policy is the
-    only retrying in the project), ``spool_dir``. Without a config the
+    only retrying in the project), ``spool_dir``, ``fallback_url`` (a second
+    service, e.g. a local mirror, that answers reads when this one cannot:
+    see :attr:`answered_by`). Without a config the
     ``ASST_URL`` environment variable, else http://127.0.0.1:8999, is used.
     """
 
@@ -92,12 +96,12 @@ class AnalysisClient:
         # an analysis interrupted by an outage can be spooled whole.
         self._headers: dict[str, dict[str, Any]] = {}
         self._streams: dict[str, dict[str, Any]] = {}
-        self._transport = Transport(
-            url,
-            token=config.get("token") or os.environ.get("ASST_TOKEN"),
-            timeout=config.get("timeout", 60.0),
-            retries=config.get("retries"),
-        )
+        transport_options = dict(token=config.get("token") or os.environ.get("ASST_TOKEN"),
+                                 timeout=config.get("timeout", 60.0), retries=config.get("retries"))
+        if config.get("fallback_url"):
+            self._transport: Transport = FallbackTransport(url, str(config["fallback_url"]), **transport_options)
+        else:
+            self._transport = Transport(url, **transport_options)
         self._insert_dict: dict[str, Callable[..., Any]] = {
             "analysis_header": self.insert_analysis_header,
             "analysis_tail": self.insert_analysis_tail,
@@ -105,6 +109,11 @@ class AnalysisClient:
             "data_reference": self.insert_data_reference,
             "bulk_data_reference": self.insert_bulk_data_reference,
         }
+
+    @property
+    def answered_by(self) -> str:
+        """The base URL of the service that answered the last read (``fallback_url``'s after a fallback)."""
+        return (getattr(self._transport, "answered_by", None) or self._transport.base_url).rstrip("/")
 
     # ---- the 0.x URL properties -------------------------------------------------
 

@@ -76,6 +76,8 @@ def _service_commands(tmp_path: Path) -> dict[str, list[str]]:
         "prov": ["prov", "some-uid"],
         "reproduce": ["reproduce", "some-uid"],
         "close-stale": ["close-stale", "--older-than", "24h", "--reason", "forgotten"],
+        # the local service (--url) is asked first, so its failures are the ones reported
+        "pull": ["pull", "--from", "http://192.0.2.1:9"],
     }
 
 

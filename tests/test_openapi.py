@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from tornado.web import RequestHandler
 
-from analysisstore.handlers import analyses, documents, events, files, health, lineage
+from analysisstore.handlers import analyses, documents, events, feed, files, health, lineage
 from analysis_routes import documented_operations
 from analysisstore.openapi import openapi_spec
 
@@ -17,7 +17,7 @@ METHODS = ("get", "post", "patch", "put", "delete")
 
 
 def _v1_routes():
-    for rule in [*analyses.routes, *documents.routes, *health.routes, *lineage.routes, *events.routes, *files.routes]:
+    for rule in [*analyses.routes, *documents.routes, *health.routes, *lineage.routes, *events.routes, *feed.routes, *files.routes]:
         pattern, handler = rule[0], rule[1]
         yield pattern, handler
 

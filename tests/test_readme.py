@@ -3,7 +3,7 @@
 A block preceded by a line ``<!-- not run: reason -->`` is skipped (installs,
 production hosts and paths, commands that run until stopped); every other
 ```bash and ```python block must exit 0. The only edits made before running:
-the service URL and port, the spool directory, and the placeholders HEADER_UID,
+the service URL and port, the mirror's URL (a second service), the spool directory, and the placeholders HEADER_UID,
 STREAM_UID, UID1 and UID2, which become uids of the demo data.
 """
 from __future__ import annotations
@@ -85,14 +85,16 @@ def _acquisitions(url: str) -> int:
 def test_every_readme_block_runs_on_demo_data(serve_factory, tmp_path):  # noqa: F811
     """Every unmarked bash/python block exits 0 against `serve` + `demo`; no query example comes back empty."""
     server = serve_factory("--data-dir", str(tmp_path / "db"))
+    mirror = serve_factory("--data-dir", str(tmp_path / "mirror-db"))  # the local mirror of "A local mirror"
     server.wait_ready()
+    mirror.wait_ready()
     env = {**os.environ, "ASST_URL": server.url, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"}
     env.pop("ASST_TOKEN", None)
     demo = _cli("demo", "--url", server.url, env=env, cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
     assert f"{server.url}/#/analysis/" in demo.stdout and f"--url {server.url}" in demo.stdout
     acquisitions = _acquisitions(server.url)
-    table = _placeholders(server.url, tmp_path)
+    table = {**_placeholders(server.url, tmp_path), "http://127.0.0.1:8998": mirror.url}
 
     shell, python = _blocks("bash"), _blocks("python")
     skipped = [code for code, not_run in shell + python if not_run]

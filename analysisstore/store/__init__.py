@@ -28,6 +28,7 @@ from ._common import (
 )
 from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
+from ._changes import ChangeFeed, MirrorPositions
 from ._files import AttachmentStore, Upload
 from ._layout import UpgradeRequired
 from ._reads import ReadsMixin
@@ -57,6 +58,8 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
         self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
         self.files = AttachmentStore(self.db, max_time_ms)
+        self.feed = ChangeFeed(self.db, self.known, max_time_ms)
+        self.mirror_positions = MirrorPositions(self.db, max_time_ms)
 
     @classmethod
     def connect(

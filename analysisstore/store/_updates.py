@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..changes import REVISION_FIELD, Changes
 from ..errors import Conflict, NotFound
+from ._changes import ChangeFeed
 from ._common import _database_errors
 
 log = logging.getLogger(__name__)
@@ -21,6 +22,7 @@ class UpdatesMixin:
 
     db: AsyncDatabase
     max_time_ms: int
+    feed: ChangeFeed
     # What it uses of the store's other parts (declared, so a missing one is a type error, not an AttributeError).
     if TYPE_CHECKING:
         async def _finalized_headers(self, header_uids: set[str]) -> set[str]: ...
@@ -52,7 +54,9 @@ class UpdatesMixin:
             update: dict[str, Any] = {"$set": {**changes.set, REVISION_FIELD: revision + 1}}
             if changes.unset:
                 update["$unset"] = dict.fromkeys(changes.unset, "")
-            result = await self.db[doc_type].update_one(current, update)
+            async with self.feed.updating(doc_type, uid, header_uid, revision + 1) as change:
+                result = await self.db[doc_type].update_one(current, update)
+                change.applied = result.matched_count == 1
             if result.matched_count != 1:
                 # Only a revision this request still owns goes: one taken over by another request
                 # (see _keep_revision) now records the version that request replaced.
