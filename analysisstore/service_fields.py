@@ -1,0 +1,43 @@
+"""Fields the service keeps on stored analysis headers for itself: never shown, never written by a caller.
+
+``_status`` is the analysis's derived status (``running``, ``closing`` while
+its tail is being stored, then the tail's ``exit_status``), indexed so a
+``status=`` query is one index range. ``_writers`` lists the stream and
+record writes in flight for the analysis and ``_closing`` the tail write
+that is waiting for them (see ``store._fence``).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["STATUS_FIELD", "WRITERS_FIELD", "CLOSING_FIELD", "HIDDEN_FIELDS", "RUNNING", "CLOSING", "hidden", "strip_hidden",
+           "is_hidden"]
+
+STATUS_FIELD = "_status"
+WRITERS_FIELD = "_writers"
+CLOSING_FIELD = "_closing"
+HIDDEN_FIELDS = (STATUS_FIELD, WRITERS_FIELD, CLOSING_FIELD)
+RUNNING = "running"
+#: The tail is being stored: no new stream or record write may start.
+CLOSING = "closing"
+
+
+def hidden(projection: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``projection`` (default: everything but ``_id``) made to leave the service's fields out."""
+    projection = {"_id": 0} if projection is None else projection
+    if any(value for key, value in projection.items() if key != "_id"):
+        # An inclusion projection names its fields; callers cannot name hidden ones (queries.check_field).
+        return {k: v for k, v in projection.items() if not is_hidden(k)}
+    return {**projection, **dict.fromkeys(HIDDEN_FIELDS, 0)}
+
+
+def strip_hidden(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without the service's fields (a copy only when it holds some)."""
+    if any(name in doc for name in HIDDEN_FIELDS):
+        return {k: v for k, v in doc.items() if k not in HIDDEN_FIELDS}
+    return doc
+
+
+def is_hidden(path: str) -> bool:
+    """Does this field name or dotted path start with a service field?"""
+    return path.split(".", 1)[0] in HIDDEN_FIELDS
