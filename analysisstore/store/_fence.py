@@ -67,8 +67,9 @@ class Fence:
 
     # ---- stream and record writes -------------------------------------------------------------
 
-    async def enter(self, header_uid: str) -> str | None:
-        """Register a write on the analysis; its token, or None when the analysis is closing or closed."""
+    async def enter(self, header_uid: str) -> tuple[str | None, bool]:
+        """Register a write on the analysis: (its token, False); (None, whether its tail is stored) when the
+        analysis is closing or closed."""
         token = secrets.token_hex(8)
         now = time.time()
         before = await self.headers.find_one_and_update(
@@ -77,17 +78,19 @@ class Fence:
              "$set": {STATUS_FIELD: RUNNING}, "$unset": {CLOSING_FIELD: ""}},
             projection={"_id": 0, STATUS_FIELD: 1}, return_document=ReturnDocument.BEFORE)
         if before is None:
-            if await self._heal_unmarked(header_uid):  # a header no status was recorded for yet
+            header = await self.headers.find_one({"uid": header_uid}, {"_id": 0, STATUS_FIELD: 1})
+            if header is not None and STATUS_FIELD not in header:  # no status recorded yet (an older writer)
+                await self.heal(header_uid)
                 return await self.enter(header_uid)
-            return None
+            return None, header is not None and header[STATUS_FIELD] in EXIT_STATUSES
         if before.get(STATUS_FIELD) == CLOSING:  # took over from a tail write that stopped: did it store the tail?
             if await self.tails.find_one({"analysis_header": header_uid}, {"_id": 1}) is not None:
                 await self.leave(header_uid, token)
                 await self.heal(header_uid)
-                return None
+                return None, True
             log.warning("analysis %r: a tail write stopped before storing the tail; writes are accepted again",
                         header_uid)
-        return token
+        return token, False
 
     async def leave(self, header_uid: str, token: str) -> None:
         """Remove a write's entry (best effort: an entry left behind only holds until its lease ends)."""
@@ -195,13 +198,6 @@ class Fence:
         exit_status = tail.get("exit_status") if tail.get("exit_status") in EXIT_STATUSES else "fail"
         await self.finish(header_uid, exit_status)
         return exit_status
-
-    async def _heal_unmarked(self, header_uid: str) -> bool:
-        header = await self.headers.find_one({"uid": header_uid}, {"_id": 0, STATUS_FIELD: 1})
-        if header is None or STATUS_FIELD in header:
-            return False
-        await self.heal(header_uid)
-        return True
 
     async def heal_all(self) -> int:
         """Start-up sweep: give every header without a status (written before statuses were kept) its status,

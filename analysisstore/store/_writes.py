@@ -127,11 +127,13 @@ class WritesMixin:
         """Enter each analysis's fence (see ``_fence``); the analyses that are closing or closed."""
         closed = {uid for uid in header_uids if self.known.get(("finalized", uid))}
         for uid in sorted(header_uids - closed):
-            token = await self.fence.enter(uid)
-            if token is None:
-                closed.add(uid)
-            else:
+            token, finalized = await self.fence.enter(uid)
+            if token is not None:
                 entered[uid] = token
+                continue
+            closed.add(uid)
+            if finalized:  # the tail is stored: that never reverts (a closing analysis may reopen)
+                self.known.put(("finalized", uid), True)
         return closed
 
     async def _finalized_headers(self, header_uids: set[str]) -> set[str]:
@@ -228,9 +230,8 @@ class WritesMixin:
             header_uid = tail["analysis_header"]
             if item.error is None and item.result == INSERTED:
                 await self.fence.finish(header_uid, tail["exit_status"])
-            elif await self.fence.heal(header_uid) is None:  # not stored, and no other tail: open again
-                continue
-            self.known.put(("finalized", header_uid), True)
+            else:
+                await self.fence.heal(header_uid)  # a re-send or a second tail: the stored tail's status
 
     async def _resolve_duplicate(
         self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult
