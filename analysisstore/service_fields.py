@@ -2,21 +2,19 @@
 
 ``_status`` is the analysis's derived status (``running``, ``closing`` while
 its tail is being stored, then the tail's ``exit_status``), indexed so a
-``status=`` query is one index range. ``_writers`` lists the stream and
-record writes in flight for the analysis and ``_closing`` the tail write
-that is waiting for them (see ``store._fence``).
+``status=`` query is one index range. ``_closing`` names the tail write
+that is waiting for the analysis's writes in flight (see ``store._fence``).
 """
 from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STATUS_FIELD", "WRITERS_FIELD", "CLOSING_FIELD", "HIDDEN_FIELDS", "RUNNING", "CLOSING", "hidden", "strip_hidden",
+__all__ = ["STATUS_FIELD", "CLOSING_FIELD", "HIDDEN_FIELDS", "RUNNING", "CLOSING", "hidden", "strip_hidden",
            "is_hidden"]
 
 STATUS_FIELD = "_status"
-WRITERS_FIELD = "_writers"
 CLOSING_FIELD = "_closing"
-HIDDEN_FIELDS = (STATUS_FIELD, WRITERS_FIELD, CLOSING_FIELD)
+HIDDEN_FIELDS = (STATUS_FIELD, CLOSING_FIELD)
 RUNNING = "running"
 #: The tail is being stored: no new stream or record write may start.
 CLOSING = "closing"

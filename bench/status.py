@@ -63,7 +63,7 @@ def populate(db, analyses: int, rng: random.Random) -> dict[str, int]:
 
 def direct_page(db, status: str, count: bool) -> int:
     wanted = {STATUS_FIELD: {"$in": [RUNNING, CLOSING]}} if status == "running" else {STATUS_FIELD: status}
-    page = list(db.analysis_header.find(wanted, {"_id": 0, STATUS_FIELD: 0, "_writers": 0, "_closing": 0})
+    page = list(db.analysis_header.find(wanted, {"_id": 0, STATUS_FIELD: 0, "_closing": 0})
                 .sort([("time", 1), ("uid", 1)]).limit(101))
     return db.analysis_header.count_documents(wanted) if count else len(page)
 

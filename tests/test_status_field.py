@@ -142,7 +142,7 @@ def test_service_fields_cannot_be_named(service):
     patch = requests.patch(f"{service.url}/api/v1/analysis_header/{header['uid']}",
                            json={"$set": {"_status": "success"}}, timeout=30)
     assert_error(patch, 400, contains="kept by the service")
-    for params in ({"_status": "running"}, {"order_by": "_status"}, {"fields": "_writers"}):
+    for params in ({"_status": "running"}, {"order_by": "_status"}, {"fields": "_closing"}):
         assert_error(requests.get(f"{service.url}/api/v1/analysis_header", params=params), 400)
     search = requests.post(f"{service.url}/api/v1/analysis_header/search", json={"filter": {"_status": "running"}})
     assert_error(search, 400)

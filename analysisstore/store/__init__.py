@@ -28,7 +28,7 @@ from ._common import (
 )
 from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
-from ._fence import Fence
+from ._fence import FENCE_COLLECTION, Fence
 from ._files import AttachmentStore, Upload
 from ._layout import UpgradeRequired
 from ._reads import ReadsMixin
@@ -57,7 +57,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
         # documents, so they get their own, longer database time limit.
         self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
-        self.fence = Fence(self.db.analysis_header, self.db.analysis_tail)
+        self.fence = Fence(self.db.analysis_header, self.db.analysis_tail, self.db[FENCE_COLLECTION])
         self.files = AttachmentStore(self.db, max_time_ms)
 
     @classmethod
@@ -98,6 +98,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
             await self.db.revisions.create_index(
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
+            await self.fence.ensure_indexes()
         await self.files.ensure_indexes()
         log.info("indexes ensured on database %r", self.db.name)
 
