@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -12,7 +13,6 @@ import requests
 from helpers import header_doc, record_doc, stream_doc, tail_doc
 from test_serve import Serve
 
-pytestmark = pytest.mark.subprocess
 
 WRITERS = 4
 CHUNK = 500
@@ -79,6 +79,7 @@ def _trial(url: str, db: Any) -> tuple[int, int, int, list[int]]:
         return at_tail, final, _stored_after_tail(changes, final), statuses
 
 
+@pytest.mark.subprocess
 @pytest.mark.timeout(300)
 def test_no_record_is_stored_after_the_tail(mongo_uri, mongo):
     """4 writers bulk-post records while the tail is posted (2 workers, several trials): every record is
@@ -98,3 +99,62 @@ def test_no_record_is_stored_after_the_tail(mongo_uri, mongo):
     finally:
         server.kill()
         mongo.drop_database(name)
+
+
+def _open_analysis(service: Any) -> tuple[dict[str, Any], dict[str, Any]]:
+    header = header_doc()
+    stream = stream_doc(header["uid"])
+    assert requests.post(f"{service.url}/api/v1/analysis_header", json=header, timeout=30).status_code == 201
+    assert requests.post(f"{service.url}/api/v1/data_reference_header", json=stream, timeout=30).status_code == 201
+    return header, stream
+
+
+def test_the_tail_waits_for_a_write_in_flight_and_refuses_new_ones(service):
+    """A write in flight (its fence entry, live lease): the tail closes the analysis and waits; a new record
+    meanwhile is 409 Finalized; once the entry is gone the tail is stored (201)."""
+    header, stream = _open_analysis(service)
+    fence = service.database.write_fence
+    fence.insert_one({"_id": "in-flight", "analysis": header["uid"], "until": time.time() + 600})
+    with ThreadPoolExecutor(1) as pool:
+        tail = pool.submit(requests.post, f"{service.url}/api/v1/analysis_tail", json=tail_doc(header["uid"]),
+                           timeout=60)
+        with service.database.analysis_header.watch(
+                [{"$match": {"documentKey._id": service.database.analysis_header.find_one(
+                    {"uid": header["uid"]})["_id"]}}], full_document="updateLookup") as changes:
+            if service.database.analysis_header.find_one({"uid": header["uid"]})["_status"] != "closing":
+                while (change := changes.next())["fullDocument"]["_status"] != "closing":
+                    pass  # the tail has not closed the analysis yet
+        refused = requests.post(f"{service.url}/api/v1/data_reference", json=record_doc(stream["uid"]), timeout=30)
+        assert refused.status_code == 409 and refused.json()["error"]["type"] == "Finalized"
+        assert not tail.done()  # still waiting for the write in flight
+        fence.delete_one({"_id": "in-flight"})
+        assert tail.result().status_code == 201
+    assert service.database.analysis_header.find_one({"uid": header["uid"]})["_status"] == "success"
+
+
+def test_a_crashed_writers_entry_does_not_hold_the_tail(service):
+    """An entry whose lease has passed (its writer crashed) is not waited for."""
+    header, _ = _open_analysis(service)
+    service.database.write_fence.insert_one({"_id": "crashed", "analysis": header["uid"], "until": time.time() - 1})
+    started = time.monotonic()
+    assert requests.post(f"{service.url}/api/v1/analysis_tail", json=tail_doc(header["uid"]), timeout=60).status_code == 201
+    assert time.monotonic() - started < 5
+    assert service.database.write_fence.count_documents({"analysis": header["uid"]}) == 0
+
+
+def test_a_tail_write_that_stopped_while_closing_does_not_lock_the_analysis(service):
+    """Closing by a tail write whose lease has passed and no tail stored: the next record write reopens it."""
+    header, stream = _open_analysis(service)
+    service.database.analysis_header.update_one({"uid": header["uid"]}, {"$set": {
+        "_status": "closing", "_closing": {"id": "gone", "until": time.time() - 1}}})
+    assert requests.post(f"{service.url}/api/v1/data_reference", json=record_doc(stream["uid"]),
+                         timeout=30).status_code == 201
+    assert service.database.analysis_header.find_one({"uid": header["uid"]})["_status"] == "running"
+    # ... and when that tail write did store its tail, the analysis is finished instead.
+    header, stream = _open_analysis(service)
+    service.database.analysis_tail.insert_one(tail_doc(header["uid"], exit_status="fail"))
+    service.database.analysis_header.update_one({"uid": header["uid"]}, {"$set": {
+        "_status": "closing", "_closing": {"id": "gone", "until": time.time() - 1}}})
+    late = requests.post(f"{service.url}/api/v1/data_reference", json=record_doc(stream["uid"]), timeout=30)
+    assert late.status_code == 409 and late.json()["error"]["type"] == "Finalized"
+    assert service.database.analysis_header.find_one({"uid": header["uid"]})["_status"] == "fail"

@@ -210,12 +210,14 @@ class Fence:
 
     # ---- healing ------------------------------------------------------------------------------
 
-    async def heal(self, header_uid: str) -> str | None:
+    async def heal(self, header_uid: str, reopen: bool = False) -> str | None:
         """Set the status from the stored tail (a tail re-send, a tail write that stopped after storing it);
-        without a tail the analysis is running. The exit status, or None without a tail."""
+        without a tail the analysis is running (``reopen``: even when closing, by the caller's own tail write).
+        The exit status, or None without a tail."""
         exit_status = await self._stored_tail_status(header_uid)
         if exit_status is None:
-            await self.headers.update_one({"uid": header_uid, STATUS_FIELD: {"$in": [None, CLOSING]}},
+            unset = [None, CLOSING] if reopen else [None]
+            await self.headers.update_one({"uid": header_uid, STATUS_FIELD: {"$in": unset}},
                                           {"$set": {STATUS_FIELD: RUNNING}, "$unset": {CLOSING_FIELD: ""}})
             return None
         await self.finish(header_uid, exit_status)

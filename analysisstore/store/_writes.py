@@ -231,7 +231,8 @@ class WritesMixin:
             if item.error is None and item.result == INSERTED:
                 await self.fence.finish(header_uid, tail["exit_status"])
             else:
-                await self.fence.heal(header_uid)  # a re-send or a second tail: the stored tail's status
+                # a re-send or a second tail: the stored tail's status; nothing stored: open again
+                await self.fence.heal(header_uid, reopen=True)
 
     async def _resolve_duplicate(
         self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult
