@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["STATUS_FIELD", "CLOSING_FIELD", "HIDDEN_FIELDS", "RUNNING", "CLOSING", "hidden", "strip_hidden",
-           "is_hidden"]
+__all__ = ["STATUS_FIELD", "CLOSING_FIELD", "HIDDEN_FIELDS", "RUNNING", "CLOSING", "hidden", "is_hidden"]
 
 STATUS_FIELD = "_status"
 CLOSING_FIELD = "_closing"
@@ -27,13 +26,6 @@ def hidden(projection: dict[str, Any] | None = None) -> dict[str, Any]:
         # An inclusion projection names its fields; callers cannot name hidden ones (queries.check_field).
         return {k: v for k, v in projection.items() if not is_hidden(k)}
     return {**projection, **dict.fromkeys(HIDDEN_FIELDS, 0)}
-
-
-def strip_hidden(doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` without the service's fields (a copy only when it holds some)."""
-    if any(name in doc for name in HIDDEN_FIELDS):
-        return {k: v for k, v in doc.items() if k not in HIDDEN_FIELDS}
-    return doc
 
 
 def is_hidden(path: str) -> bool:
