@@ -21,6 +21,7 @@ from jsonschema.exceptions import best_match
 
 from .errors import PayloadTooLarge, ValidationFailed
 from .schemas import DOC_TYPES, load_schema
+from .service_fields import HIDDEN_FIELDS
 
 __all__ = ["prepare", "check_record_keys", "reported_uid", "DOC_TYPES"]
 
@@ -150,7 +151,7 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
     if not isinstance(raw, dict):
         article = "an" if doc_type[0] in "aeiou" else "a"
         raise ValidationFailed(f"{article} {doc_type} must be a JSON object {{...}}, not {json_kind(raw)}")
-    for reserved in ("_id", "_revision"):
+    for reserved in ("_id", "_revision", *HIDDEN_FIELDS):
         if reserved in raw:
             raise ValidationFailed(
                 f"field {reserved!r} is kept by the service; identify documents by 'uid'",

@@ -20,6 +20,7 @@ __all__ = [
     "ValidationFailed",
     "DatabaseUnavailable",
     "NotSupported",
+    "WritesInFlight",
 ]
 
 
@@ -110,3 +111,9 @@ class DatabaseUnavailable(AnalysisStoreError):
     status = 503
     type_name = "DatabaseUnavailable"
     retry_after = 5
+
+
+class WritesInFlight(DatabaseUnavailable):
+    """A tail waited too long for the analysis's stream and record writes in flight; send it again."""
+
+    type_name = "WritesInFlight"

@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from .client.lookups import LIST_OPERATORS, OPERATORS, PAIR_OPERATORS, RESERVED_PARAMS
 from .errors import BadRequest
+from .service_fields import is_hidden
 
 __all__ = [
     "ALLOWED_OPERATORS",
@@ -74,6 +75,9 @@ def check_field(name: Any) -> str:
         raise BadRequest(
             f"invalid field name {name!r}: use letters, digits and '_' with dotted paths"
         )
+    if is_hidden(name):
+        raise BadRequest(f"field {name!r} is kept by the service and cannot be named; "
+                         "filter analyses by their status with status=...")
     return name
 
 

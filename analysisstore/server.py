@@ -62,6 +62,7 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
     try:
         await check_layout(store.db)
         await store.ensure_indexes()
+        await store.heal_status()
         if not config.cursor_secret:  # made or read now, so a database that cannot keep it fails at start
             await store.cursor_secret()
     except DatabaseUnavailable:

@@ -52,7 +52,7 @@ class PagingHandler(BaseHandler):
         if page.cursor is not None:
             after = decode_cursor(page.cursor, asked, page.sort, secret=await self.cursor_secret())
         if page.status is not None:
-            status = await self.store.status_filter(page.status, self.config.stale_after_seconds)
+            status = self.store.status_filter(page.status, self.config.stale_after_seconds)
             page.filter = {"$and": [page.filter, status]} if page.filter else status
         queries = [page.filter]
         if after is not None:

@@ -29,6 +29,7 @@ from ._common import (
 from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
 from ._changes import ChangeFeed, MirrorPositions
+from ._fence import FENCE_COLLECTION, Fence
 from ._files import AttachmentStore, Upload
 from ._layout import UpgradeRequired
 from ._reads import ReadsMixin
@@ -57,6 +58,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
         # documents, so they get their own, longer database time limit.
         self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
+        self.fence = Fence(self.db.analysis_header, self.db.analysis_tail, self.db[FENCE_COLLECTION])
         self.files = AttachmentStore(self.db, max_time_ms)
         self.feed = ChangeFeed(self.db, self.known, max_time_ms)
         self.mirror_positions = MirrorPositions(self.db, max_time_ms)
@@ -99,8 +101,16 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
             await self.db.revisions.create_index(
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
+            await self.fence.ensure_indexes()
         await self.files.ensure_indexes()
         log.info("indexes ensured on database %r", self.db.name)
+
+    async def heal_status(self) -> None:
+        """Start-up: every analysis header gets its kept status (databases written before it was kept)."""
+        with _database_errors():
+            healed = await self.fence.heal_all()
+        if healed:
+            log.info("recorded the status of %d analyses on database %r", healed, self.db.name)
 
     async def lineage(self, uid: str, direction: str, depth: int, stale_after: float) -> dict[str, Any]:
         """The analyses ``uid`` was derived from (ancestors) or that used it (descendants), within ``depth``."""

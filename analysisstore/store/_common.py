@@ -12,6 +12,7 @@ from pymongo.errors import ConnectionFailure, ExecutionTimeout
 
 from ..changes import REVISION_FIELD
 from ..errors import AnalysisStoreError, BadRequest, DatabaseUnavailable
+from ..service_fields import HIDDEN_FIELDS, STATUS_FIELD
 
 log = logging.getLogger("analysisstore.store")
 
@@ -26,7 +27,9 @@ _INDEXES: dict[str, list[IndexModel]] = {
     # The query scientists run most: an analysis by name over a time range.
     "analysis_header": [IndexModel([("provenance.analysis_name", ASCENDING), ("time", ASCENDING)]),
                         # "who used X": the descendants' direction of the lineage walks this multikey index
-                        IndexModel([("provenance.inputs", ASCENDING)])],
+                        IndexModel([("provenance.inputs", ASCENDING)]),
+                        # status=...: one index range, in the default (time, uid) order
+                        IndexModel([(STATUS_FIELD, ASCENDING), ("time", ASCENDING), ("uid", ASCENDING)])],
     "data_reference_header": [IndexModel([("analysis_header", ASCENDING)])],
     # (stream, seq_num) also serves every lookup by stream alone; (stream, time, uid)
     # lets a stream's records be paged in time order without sorting in memory.
@@ -84,8 +87,8 @@ def _database_errors() -> Iterator[None]:
 
 def _same_content(stored: dict[str, Any], incoming: dict[str, Any], time_filled: bool) -> bool:
     """Is ``incoming`` a re-send of ``stored``? A server-filled time is not part of the content."""
-    stored = {k: v for k, v in stored.items() if k not in ("_id", REVISION_FIELD)}
-    incoming = {k: v for k, v in incoming.items() if k != "_id"}
+    stored = {k: v for k, v in stored.items() if k not in ("_id", REVISION_FIELD, *HIDDEN_FIELDS)}
+    incoming = {k: v for k, v in incoming.items() if k not in ("_id", *HIDDEN_FIELDS)}
     if time_filled:
         stored.pop("time", None)
         incoming.pop("time", None)

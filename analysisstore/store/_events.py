@@ -13,7 +13,9 @@ from typing import Any, AsyncGenerator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import OperationFailure
 
+from ..changes import REVISION_FIELD
 from ..errors import BadRequest, NotSupported
+from ..service_fields import HIDDEN_FIELDS as _SERVICE_FIELDS
 from ._common import _database_errors
 
 __all__ = ["watch_documents", "HIDDEN_FIELDS"]
@@ -21,7 +23,7 @@ __all__ = ["watch_documents", "HIDDEN_FIELDS"]
 log = logging.getLogger(__name__)
 
 #: Service bookkeeping never shown in an event's document.
-HIDDEN_FIELDS = ("_id", "_status")
+HIDDEN_FIELDS = ("_id", *_SERVICE_FIELDS)
 _NO_CHANGE_STREAMS = (40573, 40324)  # "only supported on replica sets", "unrecognized pipeline stage"
 
 
@@ -46,8 +48,11 @@ def _event(change: dict[str, Any]) -> dict[str, Any]:
 async def watch_documents(db: AsyncDatabase, doc_types: list[str], filt: dict[str, Any], resume_after: str | None,
                           idle_ms: int) -> AsyncGenerator[dict[str, Any] | None, None]:
     """Events as they happen (``None`` after ``idle_ms`` without one, so the caller can send a keep-alive)."""
-    match = {"operationType": {"$in": ["insert", "update", "replace"]}, "ns.coll": {"$in": doc_types},
-             **_on_full_document(filt)}
+    # Every update a caller makes (PATCH) sets the revision; the service's own (status, write fence) do not.
+    changed = {"$or": [{"operationType": {"$in": ["insert", "replace"]}},
+                       {"operationType": "update", f"updateDescription.updatedFields.{REVISION_FIELD}": {"$exists": True}}]}
+    match = {"ns.coll": {"$in": doc_types}, **_on_full_document(filt)}
+    match = {"$and": [changed, match]}
     resume = {"_data": resume_after} if resume_after else None
     try:
         with _database_errors():

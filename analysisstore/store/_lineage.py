@@ -16,6 +16,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..errors import BadRequest, NotFound
+from ..service_fields import hidden
 from ._common import _database_errors, derive_status
 
 __all__ = ["DIRECTIONS", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "find_lineage", "lineage_documents"]
@@ -107,7 +108,7 @@ def _graph(uid: str, direction: str, depth: int, nodes: list[dict[str, Any]], ta
 async def lineage_documents(db: AsyncDatabase, uids: list[str], max_time_ms: int) -> dict[str, Any]:
     """Headers, streams (by analysis) and tails of these analyses, in three queries: the material of a PROV export."""
     with _database_errors():
-        headers = await db.analysis_header.find({"uid": {"$in": uids}}, {"_id": 0},
+        headers = await db.analysis_header.find({"uid": {"$in": uids}}, hidden(),
                                                 max_time_ms=max_time_ms).to_list(None)
         streams = await db.data_reference_header.find({"analysis_header": {"$in": uids}}, {"_id": 0},
                                                       max_time_ms=max_time_ms).to_list(None)

@@ -14,6 +14,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ..changes import REVISION_FIELD
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
+from ..service_fields import CLOSING, RUNNING, STATUS_FIELD, hidden
 from ._common import EXIT_STATUSES, STATUSES, _database_errors, derive_status
 from ._files import AttachmentStore
 from ._zipstream import ZipStream
@@ -33,7 +34,7 @@ class ReadsMixin:
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""
         with _database_errors():
-            doc = await self.db[doc_type].find_one({"uid": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+            doc = await self.db[doc_type].find_one({"uid": uid}, hidden(), max_time_ms=self.max_time_ms)
         if doc is None:
             raise NotFound(f"no {doc_type} with uid {uid!r}")
         return doc
@@ -60,7 +61,7 @@ class ReadsMixin:
                     break
                 cursor = (
                     self.db[doc_type]
-                    .find(query, projection or {"_id": 0}, max_time_ms=self.max_time_ms)
+                    .find(query, hidden(projection), max_time_ms=self.max_time_ms)
                     .sort(sort)
                     .skip(offset if i == 0 else 0)
                     .limit(wanted)
@@ -95,7 +96,7 @@ class ReadsMixin:
             {"$replaceRoot": {"newRoot": "$doc"}},
             {"$sort": dict(sort)},
             {"$limit": limit + 1},
-            {"$project": projection or {"_id": 0}},
+            {"$project": hidden(projection)},
         ]
         with _database_errors():
             cursor = await self.db[doc_type].aggregate(pipeline, maxTimeMS=self.max_time_ms)
@@ -120,7 +121,7 @@ class ReadsMixin:
         with _database_errors():
             cursor = (
                 self.db[doc_type]
-                .find(filt, projection or {"_id": 0}, max_time_ms=self.stream_max_time_ms, batch_size=batch_size)
+                .find(filt, hidden(projection), max_time_ms=self.stream_max_time_ms, batch_size=batch_size)
                 .sort(sort)
                 .limit(limit)
             )
@@ -147,18 +148,19 @@ class ReadsMixin:
 
     # ---- derived status and the analysis view ---------------------------------
 
-    async def status_filter(self, status: str, stale_after: float) -> dict[str, Any]:
-        """A filter on analysis_header selecting analyses with the derived ``status``."""
-        with _database_errors():
-            if status in EXIT_STATUSES:
-                uids = await self.db.analysis_tail.distinct("analysis_header", {"exit_status": status},
-                                                            maxTimeMS=self.max_time_ms)
-                return {"uid": {"$in": uids}}
-            if status in ("running", "stale"):
-                finished = await self.db.analysis_tail.distinct("analysis_header", {}, maxTimeMS=self.max_time_ms)
-                cutoff = time.time() - stale_after
-                age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
-                return {"uid": {"$nin": finished}, "time": age}
+    @staticmethod
+    def status_filter(status: str, stale_after: float) -> dict[str, Any]:
+        """A filter on analysis_header selecting analyses with the derived ``status``.
+
+        The status is kept on the header when its tail is stored (see ``_fence``),
+        so this is one range of the (status, time, uid) index, whatever the size.
+        """
+        if status in EXIT_STATUSES:
+            return {STATUS_FIELD: status}
+        if status in ("running", "stale"):
+            cutoff = time.time() - stale_after
+            age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
+            return {STATUS_FIELD: {"$in": [RUNNING, CLOSING]}, "time": age}
         raise BadRequest(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
 
     async def write_bundle(self, uid: str, send: Callable[[bytes], Awaitable[None]], source: str) -> None:
@@ -233,10 +235,10 @@ class ReadsMixin:
         """One analysis whole: header, streams with record counts, tail, derived status."""
         header = await self.get("analysis_header", uid)
         with _database_errors():
-            tail = await self.db.analysis_tail.find_one({"analysis_header": uid}, {"_id": 0},
+            tail = await self.db.analysis_tail.find_one({"analysis_header": uid}, hidden(),
                                                         max_time_ms=self.max_time_ms)
             streams = await (
-                self.db.data_reference_header.find({"analysis_header": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+                self.db.data_reference_header.find({"analysis_header": uid}, hidden(), max_time_ms=self.max_time_ms)
                 .sort([("time", ASCENDING), ("uid", ASCENDING)])
                 .to_list()
             )

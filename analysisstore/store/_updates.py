@@ -11,6 +11,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..changes import REVISION_FIELD, Changes
 from ..errors import Conflict, NotFound
+from ..service_fields import hidden
 from ._changes import ChangeFeed
 from ._common import _database_errors
 
@@ -37,7 +38,7 @@ class UpdatesMixin:
         import's original time; default now).
         """
         with _database_errors():
-            stored = await self.db[doc_type].find_one({"uid": uid}, {"_id": 0}, max_time_ms=self.max_time_ms)
+            stored = await self.db[doc_type].find_one({"uid": uid}, hidden(), max_time_ms=self.max_time_ms)
             if stored is None:
                 raise NotFound(f"no {doc_type} with uid {uid!r}")
             header_uid = uid if doc_type == "analysis_header" else stored["analysis_header"]

@@ -7,8 +7,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
 from ..documents import check_record_keys
-from ..errors import AnalysisStoreError, Conflict, Finalized, NotFound, ValidationFailed
+from ..errors import AnalysisStoreError, Conflict, Finalized, NotFound, ValidationFailed, WritesInFlight
 from ..schemas import PARENT_FIELD
+from ..service_fields import RUNNING, STATUS_FIELD
 from ._common import (
     _DUPLICATE_KEY,
     _PARENT_PROJECTION,
@@ -20,6 +21,7 @@ from ._common import (
     _database_errors,
     _same_content,
 )
+from ._fence import Fence
 
 
 class WritesMixin:
@@ -28,6 +30,7 @@ class WritesMixin:
     db: AsyncDatabase
     max_time_ms: int
     known: ImmutableCache
+    fence: Fence
 
     async def insert(self, doc_type: str, docs: list[tuple[dict[str, Any], bool]]) -> WriteOutcome:
         """Insert validated ``(document, time_filled)`` pairs of one type.
@@ -43,11 +46,19 @@ class WritesMixin:
             return outcome
         with _database_errors():
             to_write = self._dedupe_within_request(docs, outcome)
-            if doc_type in PARENT_FIELD:
-                await self._check_parents(doc_type, docs, to_write, outcome)
-            if outcome.failed:
-                return outcome
-            await self._write(doc_type, docs, to_write, outcome)
+            entered: dict[str, str] = {}  # analysis -> this request's entry on its fence
+            try:
+                if doc_type in PARENT_FIELD:
+                    await self._check_parents(doc_type, docs, to_write, outcome, entered)
+                if outcome.failed:
+                    return outcome
+                if doc_type == "analysis_tail":
+                    await self._write_tails(docs, to_write, outcome)
+                else:
+                    await self._write(doc_type, docs, to_write, outcome, entered)
+            finally:
+                for header_uid, token in entered.items():
+                    await self.fence.leave(header_uid, token)
         return outcome
 
     @staticmethod
@@ -77,6 +88,7 @@ class WritesMixin:
         docs: list[tuple[dict[str, Any], bool]],
         to_write: list[int],
         outcome: WriteOutcome,
+        entered: dict[str, str],
     ) -> None:
         parent_field = PARENT_FIELD[doc_type]
         wanted = {docs[i][0][parent_field] for i in to_write}
@@ -92,7 +104,7 @@ class WritesMixin:
             uid: (p["analysis_header"] if parent_field == "data_reference_header" else uid)
             for uid, p in parents.items()
         }
-        finalized = await self._finalized_headers(set(header_of.values())) if doc_type != "analysis_tail" else set()
+        finalized = await self._enter(set(header_of.values()), entered) if doc_type != "analysis_tail" else set()
         for i in to_write:
             doc = docs[i][0]
             parent = parents.get(doc[parent_field])
@@ -110,6 +122,19 @@ class WritesMixin:
                     check_record_keys(doc, parent)
                 except ValidationFailed as exc:
                     outcome.items[i].error = exc
+
+    async def _enter(self, header_uids: set[str], entered: dict[str, str]) -> set[str]:
+        """Enter each analysis's fence (see ``_fence``); the analyses that are closing or closed."""
+        closed = {uid for uid in header_uids if self.known.get(("finalized", uid))}
+        for uid in sorted(header_uids - closed):
+            token, finalized = await self.fence.enter(uid)
+            if token is not None:
+                entered[uid] = token
+                continue
+            closed.add(uid)
+            if finalized:  # the tail is stored: that never reverts (a closing analysis may reopen)
+                self.known.put(("finalized", uid), True)
+        return closed
 
     async def _finalized_headers(self, header_uids: set[str]) -> set[str]:
         """Which of these analyses have a tail (only 'finalized' is cached: it never reverts)."""
@@ -142,7 +167,7 @@ class WritesMixin:
             result.result = ALREADY_STORED
         else:
             result.error = Finalized(
-                f"analysis {header_uid!r} is finalized (it has a tail); "
+                f"analysis {header_uid!r} is finalized (its tail is stored or being stored); "
                 f"no new {doc_type} documents may be added"
             )
 
@@ -152,17 +177,21 @@ class WritesMixin:
         docs: list[tuple[dict[str, Any], bool]],
         to_write: list[int],
         outcome: WriteOutcome,
+        entered: dict[str, str] | None = None,
     ) -> None:
-        pending = [i for i in to_write if outcome.items[i].result == INSERTED]
+        pending = [i for i in to_write if outcome.items[i].result == INSERTED and outcome.items[i].error is None]
         if not pending:
             return
         batch = [docs[i][0] for i in pending]
+        if doc_type == "analysis_header":  # open: streams and records may enter (taken out again below)
+            for doc in batch:
+                doc[STATUS_FIELD] = RUNNING
         outcome.written = True
         try:
             if len(batch) == 1:  # a single document skips the bulk machinery
-                await self.db[doc_type].insert_one(batch[0])
+                await self.fence.under_lease(entered or {}, self.db[doc_type].insert_one(batch[0]))
             else:
-                await self.db[doc_type].insert_many(batch, ordered=False)
+                await self.fence.under_lease(entered or {}, self.db[doc_type].insert_many(batch, ordered=False))
         except DuplicateKeyError:
             await self._resolve_duplicate(doc_type, docs[pending[0]], outcome.items[pending[0]])
         except BulkWriteError as exc:
@@ -175,6 +204,35 @@ class WritesMixin:
         finally:
             for doc in batch:
                 doc.pop("_id", None)
+                doc.pop(STATUS_FIELD, None)
+
+    async def _write_tails(
+        self, docs: list[tuple[dict[str, Any], bool]], to_write: list[int], outcome: WriteOutcome
+    ) -> None:
+        """Close each analysis (no stream or record write in flight, none may start), store its tail, record its
+        status; a tail already stored heals the status (an earlier tail write stopped before recording it)."""
+        pending = [i for i in to_write if outcome.items[i].result == INSERTED]
+        closing: dict[str, AnalysisStoreError | None] = {}
+        for i in pending:
+            header_uid = docs[i][0]["analysis_header"]
+            if header_uid not in closing:
+                try:
+                    await self.fence.close(header_uid)
+                    closing[header_uid] = None
+                except WritesInFlight as exc:
+                    closing[header_uid] = exc
+            outcome.items[i].error = closing[header_uid]
+        await self._write("analysis_tail", docs, pending, outcome)
+        for i in pending:
+            item, tail = outcome.items[i], docs[i][0]
+            if isinstance(item.error, WritesInFlight):
+                continue
+            header_uid = tail["analysis_header"]
+            if item.error is None and item.result == INSERTED:
+                await self.fence.finish(header_uid, tail["exit_status"])
+            else:
+                # a re-send or a second tail: the stored tail's status; nothing stored: open again
+                await self.fence.heal(header_uid, reopen=True)
 
     async def _resolve_duplicate(
         self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult
