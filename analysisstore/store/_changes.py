@@ -31,6 +31,7 @@ from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..changes import REVISION_FIELD
+from ..service_fields import HIDDEN_FIELDS
 from ._common import INSERTED, ImmutableCache, WriteOutcome, _database_errors
 
 __all__ = ["ChangeFeed", "FEED_COLLECTION", "SETTLE_SECONDS", "MAX_FEED_LIMIT"]
@@ -45,7 +46,7 @@ MAX_FEED_LIMIT = 5_000
 #: Documents per entry: 256-character uids, stream and header uids stay far below the 16 MB document limit.
 ENTRY_DOCUMENTS = 2_000
 #: Fields of the service's own, never part of a document's content in the feed.
-_BOOKKEEPING = ("_id", "_status", REVISION_FIELD)
+_BOOKKEEPING = ("_id", REVISION_FIELD, *HIDDEN_FIELDS)
 _PENDING, _DONE, _VOID = "pending", "done", "void"
 #: uids per $in query (its cost grows faster than its length on some servers).
 _IN_CHUNK = 100
