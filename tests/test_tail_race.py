@@ -158,3 +158,25 @@ def test_a_tail_write_that_stopped_while_closing_does_not_lock_the_analysis(serv
     late = requests.post(f"{service.url}/api/v1/data_reference", json=record_doc(stream["uid"]), timeout=30)
     assert late.status_code == 409 and late.json()["error"]["type"] == "Finalized"
     assert service.database.analysis_header.find_one({"uid": header["uid"]})["_status"] == "fail"
+
+
+def test_no_file_is_attached_while_the_tail_is_being_stored(service):
+    """A file upload finishing while a tail write holds the analysis closing is refused whole (409, nothing
+    kept): files go through the same fence as records."""
+    header, _ = _open_analysis(service)
+    db = service.database
+    db.analysis_header.update_one({"uid": header["uid"]}, {"$set": {
+        "_status": "closing", "_closing": {"id": "a-tail-write", "until": time.time() + 600}}})
+    chunks_before = db["files.chunks"].count_documents({})
+    refused = requests.post(f"{service.url}/api/v1/analysis/{header['uid']}/files", params={"name": "late.txt"},
+                            data=b"too late", timeout=30)
+    assert refused.status_code == 409 and refused.json()["error"]["type"] == "Finalized", refused.text
+    assert db.analysis_file.count_documents({"analysis_header": header["uid"]}) == 0
+    assert db["files.chunks"].count_documents({}) == chunks_before
+    # The tail write went away without storing its tail: the next file reopens the analysis.
+    db.analysis_header.update_one({"uid": header["uid"]}, {"$set": {
+        "_closing": {"id": "a-tail-write", "until": time.time() - 1}}})
+    stored = requests.post(f"{service.url}/api/v1/analysis/{header['uid']}/files", params={"name": "late.txt"},
+                           data=b"in time", timeout=30)
+    assert stored.status_code == 201, stored.text
+    assert db.write_fence.count_documents({"analysis": header["uid"]}) == 0

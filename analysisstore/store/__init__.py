@@ -59,7 +59,7 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
         self.stream_max_time_ms = stream_max_time_ms
         self.known = ImmutableCache()
         self.fence = Fence(self.db.analysis_header, self.db.analysis_tail, self.db[FENCE_COLLECTION])
-        self.files = AttachmentStore(self.db, max_time_ms)
+        self.files = AttachmentStore(self.db, max_time_ms, self.fence)
         self.feed = ChangeFeed(self.db, self.known, max_time_ms)
         self.mirror_positions = MirrorPositions(self.db, max_time_ms)
 

@@ -28,6 +28,7 @@ from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, Finalized, NotFound, PayloadTooLarge, ValidationFailed
 from ._common import ALREADY_STORED, INSERTED, _database_errors
+from ._fence import Fence
 
 __all__ = ["AttachmentStore", "Upload", "FILE_COLLECTION", "FILE_INDEXES"]
 
@@ -107,9 +108,10 @@ class Upload:
 class AttachmentStore:
     """Files of analyses: the only code that touches GridFS."""
 
-    def __init__(self, db: AsyncDatabase, max_time_ms: int) -> None:
+    def __init__(self, db: AsyncDatabase, max_time_ms: int, fence: Fence) -> None:
         self.db = db
         self.max_time_ms = max_time_ms
+        self.fence = fence
 
     async def ensure_indexes(self) -> None:
         with _database_errors():
@@ -151,7 +153,7 @@ class AttachmentStore:
                    "time": time.time() if upload.time is None else upload.time, "gridfs_id": upload.files_id}
             try:
                 await self._check_open(upload.analysis_header)  # a tail may have come while the body arrived
-                await self.db[FILE_COLLECTION].insert_one(doc)
+                await self._publish(doc)
             except DuplicateKeyError:
                 await upload.abort()
                 return await self._resolve_same_name(doc)
@@ -159,6 +161,17 @@ class AttachmentStore:
                 await upload.abort()
                 raise
         return {k: v for k, v in doc.items() if k not in _PUBLIC}, INSERTED
+
+    async def _publish(self, doc: dict[str, Any]) -> None:
+        """Insert the file's document inside the analysis's write fence, as records are: none after the tail."""
+        token, _ = await self.fence.enter(doc["analysis_header"])
+        if token is None:
+            raise Finalized(f"analysis {doc['analysis_header']!r} is finalized or its tail is being stored; "
+                            "no new files may be added")
+        try:
+            await self.db[FILE_COLLECTION].insert_one(doc)
+        finally:
+            await self.fence.leave(doc["analysis_header"], token)
 
     async def _resolve_same_name(self, doc: dict[str, Any]) -> tuple[dict[str, Any], str]:
         stored = await self.db[FILE_COLLECTION].find_one(
