@@ -16,6 +16,7 @@ import ujson
 from analysisstore.client import AnalysisClient
 from analysisstore.client.bundle import BundleWriter, read_bundle, zip_bundle
 from analysisstore.drivers.archive import export_analyses, import_archives
+from analysisstore.service_fields import hidden
 from helpers import header_doc, record_doc, stream_doc, tail_doc
 
 DOC_TYPES = ("analysis_header", "data_reference_header", "data_reference", "analysis_tail")
@@ -164,7 +165,8 @@ def test_a_version_1_bundle_still_imports(service, tmp_path):
     report = import_archives(AnalysisClient(service.client_config), [tmp_path / "old.zip"])
     assert report.ok and report.imported == [header["uid"]], report
     assert service.count("data_reference") == 4 and service.count("analysis_tail") == 1
-    assert service.database.analysis_header.find_one({"uid": header["uid"]}, {"_id": 0}) == header
+    stored = service.database.analysis_header.find_one({"uid": header["uid"]}, hidden({"_id": 0}))
+    assert stored == header
 
 
 def test_a_bundle_from_a_newer_format_is_refused_clearly(service, tmp_path):
