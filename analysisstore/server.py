@@ -123,8 +123,13 @@ def _die_with_parent() -> None:
         log.debug("cannot ask to die with the parent process")
 
 
-def _supervise(config: ServiceConfig, mongo_uri: str) -> None:
-    """Fork ``config.processes`` workers on one bound port; pass signals on; wait for all of them."""
+def _supervise(config: ServiceConfig, mongo_uri: str, embedded: EmbeddedMongo | None = None) -> None:
+    """Fork ``config.processes`` workers on one bound port; pass signals on; wait for all of them.
+
+    The embedded database is the supervisor's child too: when it dies it is
+    started again on the same address (the workers reconnect), and if it
+    cannot be, every worker is stopped so the service exits non-zero.
+    """
     from tornado.netutil import bind_sockets
 
     sockets = bind_sockets(config.port, config.host)
@@ -160,14 +165,33 @@ def _supervise(config: ServiceConfig, mongo_uri: str) -> None:
             except ProcessLookupError:
                 pass
 
-    signal.signal(signal.SIGTERM, forward)
-    signal.signal(signal.SIGINT, forward)
+    stopping = False
+
+    def stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+        forward(signum, frame)
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    database_pid = embedded.pid if embedded is not None else None
     failures = 0
     while children:
         try:
             pid, status = os.wait()
         except ChildProcessError:
             break
+        if embedded is not None and pid == database_pid:
+            # Reaped here, so the database's own handle sees it as gone and restart() starts a new one.
+            if stopping:
+                continue
+            log.error("the embedded database exited (%d)", os.waitstatus_to_exitcode(status))
+            if embedded.restart():
+                database_pid = embedded.pid
+                continue
+            failures += 1
+            stop(signal.SIGTERM, None)
+            continue
         children.pop(pid, None)
         if os.waitstatus_to_exitcode(status) != 0:
             failures += 1
@@ -196,6 +220,6 @@ def serve(config: ServiceConfig) -> None:
         if config.processes > 1:
             if sys.platform == "win32":
                 raise SystemExit("--processes > 1 needs fork (Linux, macOS)")
-            _supervise(config, mongo_uri)  # the database dying stops the supervisor, and so every worker
+            _supervise(config, mongo_uri, embedded)
         else:
             asyncio.run(run_service(config, mongo_uri, embedded=embedded))

@@ -138,3 +138,35 @@ def test_serve_restarts_a_killed_embedded_database(tmp_path):
         assert code == 0, output
     finally:
         server.kill()
+
+
+@pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the database child")
+def test_serve_with_worker_processes_restarts_a_killed_embedded_database(tmp_path):
+    """--processes 2: the supervisor starts its killed database again; the workers reconnect and serve on."""
+    server = Serve("--data-dir", str(tmp_path / "db"), "--processes", "2", "--log-level", "WARNING")
+    try:
+        server.wait_ready()
+        before = header_doc()
+        assert requests.post(f"{server.url}/api/v1/analysis_header", json=before, timeout=30).status_code == 201
+        (child,) = [pid for pid in _children(server.process.pid)
+                    if b"secantus" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 90
+        while True:  # each check is an HTTP round trip, not a sleep
+            assert time.monotonic() < deadline, "the embedded database was not restarted"
+            assert server.process.poll() is None, server.output()
+            ready = requests.get(f"{server.url}/readyz", timeout=30).ok
+            databases = [pid for pid in _children(server.process.pid)
+                         if b"secantus" in Path(f"/proc/{pid}/cmdline").read_bytes()]
+            if ready and databases and child not in databases:
+                break
+        after = header_doc()
+        for _ in range(4):  # both workers, each reconnected to the new database process
+            assert requests.post(f"{server.url}/api/v1/analysis_header", json=header_doc(), timeout=30).status_code == 201
+        assert requests.post(f"{server.url}/api/v1/analysis_header", json=after, timeout=30).status_code == 201
+        got = requests.get(f"{server.url}/api/v1/analysis_header/{after['uid']}", timeout=30)
+        assert got.status_code == 200 and got.json()["uid"] == after["uid"]
+        code, output = server.terminate()
+        assert code == 0, output
+    finally:
+        server.kill()
