@@ -41,7 +41,8 @@ class ServiceProcess:
                  "--mongo-uri", mongo_uri, "--database", database, "--log-level", "warning", *extra],
                 env=ready.env())
             try:
-                ready.wait(self.process, workers, timeout=60)
+                # Start-up checks the layout and indexes of what is stored: minutes on a large, busy database.
+                ready.wait(self.process, workers, timeout=600)
             except NotReady as exc:
                 self.process.kill()
                 raise SystemExit(f"the service did not become ready: {exc}") from None
