@@ -5,7 +5,7 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import prepare
+from .validation import prepare
 from .errors import BadRequest, Finalized
 from .queries import check_field
 

@@ -22,7 +22,7 @@ from doct import Document
 
 from ._fallback import FallbackTransport
 from ._transport import RetryPolicy, Transport, dumps, loads
-from .bundle import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
+from ..contract.vocabulary import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
 from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
 from .mirror import MirrorMixin
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params

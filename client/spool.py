@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
-from .bundle import Bundle, BundleWriter, _safe_name
+from ..contract.bundle import Bundle, BundleWriter, safe_name
 from .errors import Conflict
 
 __all__ = ["Spool", "AbandonedBundle", "is_spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED",
@@ -94,7 +94,7 @@ class Spool:
         return target
 
     def _active(self, header_uid: str) -> Path:
-        return self.root / ACTIVE / _safe_name(header_uid)
+        return self.root / ACTIVE / safe_name(header_uid)
 
     def holds(self, header_uid: str) -> bool:
         """Is this analysis being spooled (so all its later writes must follow it)?"""

@@ -25,7 +25,7 @@ from pymongo import ASCENDING, DeleteOne, IndexModel, UpdateOne
 from pymongo.database import Database
 
 from .._version import __version__
-from ..documents import prepare
+from ..validation import prepare
 from ..errors import AnalysisStoreError
 from ..schemas import DOC_TYPES, PARENT_FIELD
 from ._common import index_models

@@ -6,7 +6,7 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..documents import check_record_keys
+from ..validation import check_record_keys
 from ..errors import AnalysisStoreError, Conflict, Finalized, NotFound, ValidationFailed, WritesInFlight
 from ..schemas import PARENT_FIELD
 from ..service_fields import RUNNING, STATUS_FIELD
