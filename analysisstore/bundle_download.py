@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import aclosing
-from typing import Any, AsyncIterator
+from typing import Any, AsyncGenerator
 
 from pymongo import ASCENDING
 
@@ -36,7 +36,7 @@ def _current(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != REVISION_FIELD}
 
 
-async def bundle_zip(store: Store, uid: str, source: str) -> AsyncIterator[bytes]:
+async def bundle_zip(store: Store, uid: str, source: str) -> AsyncGenerator[bytes, None]:
     """The bundle ``.zip`` of analysis ``uid``, piece by piece as each is compressed; NotFound before any piece.
 
     The first piece (the header) comes out before any record is read; memory

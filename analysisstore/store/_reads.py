@@ -11,7 +11,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
 from ..service_fields import CLOSING, RUNNING, STATUS_FIELD, hidden
-from ._common import EXIT_STATUSES, STATUSES, _database_errors, derive_status
+from ._database_errors import _database_errors
+from ._status import EXIT_STATUSES, STATUSES, derive_status
 
 
 class ReadsMixin:

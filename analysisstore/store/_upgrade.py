@@ -28,7 +28,7 @@ from .._version import __version__
 from ..validation import prepare
 from ..errors import AnalysisStoreError
 from ..schemas import DOC_TYPES, PARENT_FIELD
-from ._common import index_models
+from ._indexes import index_models
 from ._layout import (
     ASIDE_COLLECTION,
     LAYOUT_VERSION,
