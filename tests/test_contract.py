@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -156,3 +157,41 @@ def test_search_keys_and_repeated_parameters_follow_the_shared_vocabulary(servic
     assert "allowed: " in unknown.json()["error"]["message"]
     listed = unknown.json()["error"]["message"].split("allowed: ")[1]
     assert all(repr(name) in listed for name in SINGLE_VALUED_PARAMS | {"filter"})
+
+
+ROOT = PACKAGE.parent
+
+
+def _named_paths(text: str) -> set[str]:
+    return {token for token in re.findall(r"`([^`\s]+)`", text)
+            if ("/" in token or token.endswith((".py", ".md", ".yaml"))) and "<" not in token and "{" not in token
+            and not token.startswith(("GET", "/api"))}
+
+
+def _exists(token: str) -> bool:
+    path, _, test = token.partition("::")
+    for base in (ROOT, PACKAGE, PACKAGE / "store", PACKAGE / "handlers", PACKAGE / "contract" / "bundle"):
+        if (base / path).exists():
+            return not test or f"def {test}(" in (base / path).read_text(encoding="utf-8")
+    return False
+
+
+def test_the_layout_docs_name_only_what_exists():
+    """Every file or directory README's Layout and docs/architecture.md name is there."""
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    layout = readme[readme.index("## Layout"):]
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    named = _named_paths(layout) | _named_paths(architecture)
+    assert "contract/bundle/manifest.py" in named
+    assert sorted(token for token in named if not _exists(token)) == []
+
+
+def test_the_architecture_page_names_every_store_and_contract_module():
+    """docs/architecture.md names each module of the store and of the contract (so a new one is described)."""
+    architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
+    store = {p.stem for p in (PACKAGE / "store").glob("_*.py")} - {"__init__", "_common"}
+    contract = {p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "contract").rglob("*.py")
+                if p.name != "__init__.py"}
+    assert sorted(name for name in store if f"`{name}`" not in architecture) == []
+    assert sorted(path for path in contract
+                  if f"`{path}`" not in architecture and f"`{path.rsplit('/', 1)[-1]}`" not in architecture) == []
