@@ -10,7 +10,7 @@ import requests
 
 from analysisstore.client.bundle import read_bundle
 
-from helpers import header_doc, new_uid, post, record_doc, stream_doc, tail_doc
+from helpers import assert_error, header_doc, new_uid, post, record_doc, stream_doc, tail_doc
 
 
 def _download(service, uid: str, path) -> None:
@@ -122,3 +122,10 @@ def test_the_first_piece_is_out_before_any_record_is_read(service, service_loop,
     with zipfile.ZipFile(io.BytesIO(first + rest)) as archive:
         lines = archive.read(f"data_reference/{stream['uid']}.jsonl").decode().splitlines()
     assert len(lines) == 4 and late["uid"] in lines[-1]
+
+
+def test_the_bundle_of_an_unknown_analysis_is_a_json_404(service):
+    """No analysis, no zip: the one JSON error body, without the zip's headers."""
+    response = requests.get(f"{service.url}/api/v1/analysis/{new_uid()}/bundle", timeout=30)
+    assert_error(response, 404, contains="analysis_header")
+    assert "Content-Disposition" not in response.headers

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from ..validation import DocumentProblem, check_record_keys, schema_errors, schema_problem, json_path
+from ..validation import DocumentProblem, check_record_keys, json_path, schema_errors, schema_problem
 from .manifest import (
     FILES_DIR, FORMAT, HEADER, MANIFEST, READABLE_VERSIONS, TAIL, BundleError, file_member, revisions_member,
     stream_member,
