@@ -5,9 +5,9 @@ import copy
 from dataclasses import dataclass, field
 from typing import Any
 
-from .documents import prepare
 from .errors import BadRequest, Finalized
 from .queries import check_field
+from .validation import prepare
 
 __all__ = ["Changes", "IMMUTABLE_FIELDS", "MUTABLE_AFTER_TAIL", "REVISION_FIELD"]
 

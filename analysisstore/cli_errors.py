@@ -22,7 +22,7 @@ _TOKEN_HINT = "make one with `analysisstore token create --scope read --scope wr
 def explain_failure(exc: BaseException, url: str | None) -> tuple[str, int]:
     """``(message, exit code)`` for a failure of a command that used the service at ``url`` (if any)."""
     from .client import errors as client_errors
-    from .client.bundle import BundleError
+    from .contract.bundle import BundleError
     from .config import ConfigError
     from .errors import AnalysisStoreError
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .documents import prepare, reported_uid
+from .validation import prepare, reported_uid
 from .errors import AnalysisStoreError, PayloadTooLarge
 from .metrics import Metrics
 from .store import INSERTED, ItemResult, Store, WriteOutcome

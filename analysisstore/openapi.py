@@ -9,6 +9,7 @@ import json
 from typing import Any
 
 from ._version import __version__
+from .contract.vocabulary import UPDATABLE_TYPES
 from .queries import LOOKUPS, MAX_LIMIT
 from .schemas import DOC_TYPES, load_schema
 from .store import MAX_LINEAGE_DEPTH
@@ -44,7 +45,7 @@ def _errors(*statuses: str) -> dict[str, Any]:
 
 _DOC_TYPE = {"name": "doc_type", "in": "path", "required": True, "schema": {"type": "string", "enum": list(DOC_TYPES)}}
 _UPDATABLE = {"name": "doc_type", "in": "path", "required": True,
-              "schema": {"type": "string", "enum": ["analysis_header", "analysis_tail"]}}
+              "schema": {"type": "string", "enum": list(UPDATABLE_TYPES)}}
 _UID = {"name": "uid", "in": "path", "required": True, "schema": {"type": "string"}}
 
 _DIRECTION = {"name": "direction", "in": "query",

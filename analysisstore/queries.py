@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Callable, Iterable, Mapping
 
-from .client.lookups import LIST_OPERATORS, OPERATORS, PAIR_OPERATORS, RESERVED_PARAMS
+from .contract.vocabulary import LIST_OPERATORS, OPERATORS, PAIR_OPERATORS, RESERVED_PARAMS
 from .errors import BadRequest
 from .service_fields import is_hidden
 
@@ -300,7 +300,7 @@ _CONDITIONS: dict[str, Callable[[str], Any]] = {
     "icontains": lambda t: {"$regex": _pattern(t, "icontains"), "$options": "i"},
 }
 if set(_CONDITIONS) != set(OPERATORS) or set(_ON_ITEMS) != LIST_OPERATORS or "range" not in PAIR_OPERATORS:
-    raise RuntimeError("analysisstore.queries and analysisstore.client.lookups disagree on the operators")
+    raise RuntimeError("analysisstore.queries and analysisstore.contract.vocabulary disagree on the operators")
 LOOKUPS: dict[str, Callable[[str], Any]] = {op: _CONDITIONS[op] for op in OPERATORS}
 
 

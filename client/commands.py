@@ -22,11 +22,11 @@ from doct import Document
 
 from ._fallback import FallbackTransport
 from ._transport import RetryPolicy, Transport, dumps, loads
-from .bundle import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
+from ..contract.vocabulary import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
 from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
 from .mirror import MirrorMixin
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
-from .spool import Spool
+from .spool import Spool, SpoolingWrites, with_time as _with_time
 
 __all__ = ["AnalysisClient", "DEFAULT_URL", "Page", "RetryPolicy"]
 
@@ -91,11 +91,7 @@ class AnalysisClient(MirrorMixin):
         parsed = urlparse(url)
         self.host: str = parsed.hostname or "127.0.0.1"
         self.port: int = parsed.port or (443 if parsed.scheme == "https" else 80)
-        self._spool = Spool(config["spool_dir"]) if config.get("spool_dir") else None
-        # With a spool, what this client wrote of each analysis is remembered, so
-        # an analysis interrupted by an outage can be spooled whole.
-        self._headers: dict[str, dict[str, Any]] = {}
-        self._streams: dict[str, dict[str, Any]] = {}
+        self._spool = SpoolingWrites(Spool(config["spool_dir"])) if config.get("spool_dir") else None
         transport_options = dict(token=config.get("token") or os.environ.get("ASST_TOKEN"),
                                  timeout=config.get("timeout", 60.0), retries=config.get("retries"))
         if config.get("fallback_url"):
@@ -180,44 +176,13 @@ class AnalysisClient(MirrorMixin):
 
     def _send(self, doc_type: str, docs: list[dict[str, Any]], body: Any) -> None:
         """POST ``body``; with a spool, divert to it when the service cannot be reached."""
+        def post() -> None:
+            self._transport.json("POST", f"api/v1/{doc_type}", body=body)
+
         if self._spool is None:
-            self._transport.json("POST", f"api/v1/{doc_type}", body=body)
-            return
-        header_uid = self._analysis_of(doc_type, docs[0])
-        self._remember(doc_type, docs)
-        if header_uid is not None and self._spool.holds(header_uid):
-            self._spool.add(header_uid, doc_type, [_with_time(d) for d in docs])
-            return
-        try:
-            self._transport.json("POST", f"api/v1/{doc_type}", body=body)
-        except TRANSIENT_ERRORS:
-            header = self._headers.get(header_uid) if header_uid is not None else None
-            if header_uid is None or header is None:
-                raise  # nothing known of this analysis to spool it with
-            streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
-            self._spool.begin(_with_time(header), [_with_time(s) for s in streams])
-            if doc_type != "analysis_header":
-                self._spool.add(header_uid, doc_type, [_with_time(d) for d in docs])
-
-    def _analysis_of(self, doc_type: str, doc: dict[str, Any]) -> str | None:
-        if doc_type == "analysis_header":
-            return doc["uid"]
-        if doc_type == "data_reference":
-            stream_uid = doc.get("data_reference_header")
-            stream = self._streams.get(stream_uid) if isinstance(stream_uid, str) else None
-            return stream["analysis_header"] if stream else None
-        return doc.get("analysis_header")
-
-    def _remember(self, doc_type: str, docs: list[dict[str, Any]]) -> None:
-        if doc_type == "analysis_header":
-            self._headers[docs[0]["uid"]] = _with_time(docs[0])
-        elif doc_type == "data_reference_header":
-            self._streams[docs[0]["uid"]] = _with_time(docs[0])
-        elif doc_type == "analysis_tail":
-            header_uid = docs[0]["analysis_header"]
-            self._headers.pop(header_uid, None)
-            for uid in [u for u, s in self._streams.items() if s["analysis_header"] == header_uid]:
-                del self._streams[uid]
+            post()
+        else:
+            self._spool.send(doc_type, docs, post)
 
     def insert_analysis_header(self, uid: str | None = None, time: float | None = None,
                                provenance: Mapping[str, Any] | None = None, **kwargs: Any) -> str:
@@ -528,11 +493,8 @@ class AnalysisClient(MirrorMixin):
                 "POST", f"api/v1/analysis/{quote(header_uid, safe='')}/files",
                 params={"name": name, "sha256": sha256, "uid": uid}, data=handle, headers=headers)
         except TRANSIENT_ERRORS:
-            header = self._headers.get(header_uid) if self._spool is not None else None
-            if self._spool is None or header is None:
+            if self._spool is None or not self._spool.begin(header_uid):
                 raise  # no spool, or nothing known of this analysis to spool it with
-            streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
-            self._spool.begin(_with_time(header), [_with_time(s) for s in streams])
             handle.seek(start)
             return self._spool.add_file(header_uid, uid, name, content_type, handle)
         return loads(response.content)["uid"]
@@ -675,11 +637,6 @@ def _page_params(*, order_by: Any = None, limit: int | None = None, fields: list
     if include_count:
         params.append(("include_count", "true"))
     return params
-
-
-def _with_time(doc: dict[str, Any]) -> dict[str, Any]:
-    """A spooled document carries its own time (no server is there to fill it)."""
-    return doc if doc.get("time") is not None else {**doc, "time": _time.time()}
 
 
 def _check_end(line: dict[str, Any] | None, received: int) -> None:

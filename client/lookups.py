@@ -1,11 +1,12 @@
-"""The lookup vocabulary of queries, shared by the client and the service.
+"""Lookups as the client writes them: keyword arguments checked and turned into query-string text.
 
 A lookup is ``field=value`` or ``field__op=value`` (dotted paths allowed),
 as in ``GET /api/v1/analysis_header?time__gte=2026-01-01&tags__contains=x``.
-The operator names and the reserved parameter names are listed here once:
-the service (``analysisstore.queries``) implements each operator, and the
-client checks names and writes Python values as query-string text, so a
-client call accepts exactly what HTTP accepts. Standard library only.
+The operator and reserved parameter names come from the shared vocabulary
+(``analysisstore.contract.vocabulary``, re-exported here); the service
+(``analysisstore.queries``) implements each operator, and the client checks
+names and writes Python values as query-string text, so a client call
+accepts exactly what HTTP accepts. Standard library only.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import re
 from datetime import date, datetime, time, timezone
 from typing import Any, Mapping
 
+from ..contract.vocabulary import LIST_OPERATORS, OPERATORS, PAIR_OPERATORS, RESERVED_PARAMS, STATUS_PARAM
 from .errors import InvalidLookup
 
 __all__ = [
@@ -27,20 +29,6 @@ __all__ = [
     "query_params",
     "plain_value",
 ]
-
-#: Every lookup operator, ``exact`` (the default) first.
-OPERATORS: tuple[str, ...] = (
-    "exact", "ne", "gt", "gte", "lt", "lte", "range", "in", "nin", "contains", "overlap",
-    "isnull", "exists", "startswith", "icontains",
-)
-#: Operators taking one or more values: comma separated, or the parameter repeated (one value each).
-LIST_OPERATORS = frozenset({"in", "nin", "contains", "overlap"})
-#: Operators taking exactly two values (inclusive bounds).
-PAIR_OPERATORS = frozenset({"range"})
-#: Query-string parameters that shape the page rather than filter it.
-RESERVED_PARAMS = frozenset({"limit", "order_by", "cursor", "offset", "include_count", "latest", "fields"})
-#: Filters analysis headers by their derived status (running, success, fail, abort, stale).
-STATUS_PARAM = "status"
 
 # "a__b__gte": split at each "__" followed by a character other than "_", so a
 # field may itself start or end with single underscores ("data___gte" → "data_", "gte").

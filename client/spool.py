@@ -14,12 +14,12 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, Callable
 
-from .bundle import Bundle, BundleWriter, _safe_name
-from .errors import Conflict
+from ..contract.bundle import Bundle, BundleWriter, safe_name
+from .errors import TRANSIENT_ERRORS, Conflict
 
-__all__ = ["Spool", "AbandonedBundle", "is_spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED",
+__all__ = ["Spool", "SpoolingWrites", "with_time", "AbandonedBundle", "is_spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED",
            "ABANDONED_REASON"]
 
 log = logging.getLogger(__name__)
@@ -94,7 +94,7 @@ class Spool:
         return target
 
     def _active(self, header_uid: str) -> Path:
-        return self.root / ACTIVE / _safe_name(header_uid)
+        return self.root / ACTIVE / safe_name(header_uid)
 
     def holds(self, header_uid: str) -> bool:
         """Is this analysis being spooled (so all its later writes must follow it)?"""
@@ -154,3 +154,73 @@ class Spool:
         elif doc_type == "analysis_header":
             (header,) = docs
             writer.write_header(header)
+
+
+def with_time(doc: dict[str, Any]) -> dict[str, Any]:
+    """A spooled document carries its own time (no server is there to fill it)."""
+    return doc if doc.get("time") is not None else {**doc, "time": time.time()}
+
+
+class SpoolingWrites:
+    """A spooling client's side of the spool: what it sent of each running analysis, and when to divert.
+
+    While an analysis runs, its header and streams are remembered, so an
+    analysis interrupted by an outage can be spooled whole; once its tail is
+    sent they are forgotten. Every later write of an analysis being spooled
+    follows it into the spool.
+    """
+
+    def __init__(self, spool: Spool) -> None:
+        self.spool = spool
+        self._headers: dict[str, dict[str, Any]] = {}
+        self._streams: dict[str, dict[str, Any]] = {}
+
+    def send(self, doc_type: str, docs: list[dict[str, Any]], post: Callable[[], Any]) -> None:
+        """``post()`` the documents, or keep them in the spool: their analysis is spooled or the service is away."""
+        header_uid = self._analysis_of(doc_type, docs[0])
+        self._remember(doc_type, docs)
+        if header_uid is not None and self.spool.holds(header_uid):
+            self.spool.add(header_uid, doc_type, [with_time(d) for d in docs])
+            return
+        try:
+            post()
+        except TRANSIENT_ERRORS:
+            if header_uid is None or not self.begin(header_uid):
+                raise  # nothing known of this analysis to spool it with
+            if doc_type != "analysis_header":
+                self.spool.add(header_uid, doc_type, [with_time(d) for d in docs])
+
+    def holds(self, header_uid: str) -> bool:
+        return self.spool.holds(header_uid)
+
+    def begin(self, header_uid: str) -> bool:
+        """Start spooling an analysis with its header and streams as sent; False if its header was not sent here."""
+        header = self._headers.get(header_uid)
+        if header is None:
+            return False
+        streams = [s for s in self._streams.values() if s["analysis_header"] == header_uid]
+        self.spool.begin(with_time(header), [with_time(s) for s in streams])
+        return True
+
+    def add_file(self, header_uid: str, uid: str, name: str, content_type: str, source: BinaryIO) -> str:
+        return self.spool.add_file(header_uid, uid, name, content_type, source)
+
+    def _analysis_of(self, doc_type: str, doc: dict[str, Any]) -> str | None:
+        if doc_type == "analysis_header":
+            return doc["uid"]
+        if doc_type == "data_reference":
+            stream_uid = doc.get("data_reference_header")
+            stream = self._streams.get(stream_uid) if isinstance(stream_uid, str) else None
+            return stream["analysis_header"] if stream else None
+        return doc.get("analysis_header")
+
+    def _remember(self, doc_type: str, docs: list[dict[str, Any]]) -> None:
+        if doc_type == "analysis_header":
+            self._headers[docs[0]["uid"]] = with_time(docs[0])
+        elif doc_type == "data_reference_header":
+            self._streams[docs[0]["uid"]] = with_time(docs[0])
+        elif doc_type == "analysis_tail":
+            header_uid = docs[0]["analysis_header"]
+            self._headers.pop(header_uid, None)
+            for uid in [u for u, s in self._streams.items() if s["analysis_header"] == header_uid]:
+                del self._streams[uid]

@@ -1,8 +1,8 @@
-"""Helpers shared by the tests: the error-shape check and document builders."""
+"""Helpers shared by the tests: the error-shape check, document builders, and what several test modules use."""
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, Iterator
 
 import requests
 
@@ -63,3 +63,54 @@ def post(service: Any, doc_type: str, body: Any) -> requests.Response:
     return requests.post(f"{service.url}/api/v1/{doc_type}", json=body, timeout=30)
 
 
+# ---- shared by several test modules ------------------------------------------------
+
+
+def make_bundle(path: Any, records: int = 5, tail: bool = True) -> tuple[dict[str, Any], dict[str, Any], dict[str, Any]]:
+    """A finished bundle of one analysis with one stream: (header, stream, manifest)."""
+    from analysisstore.client.bundle import BundleWriter
+
+    header = header_doc()
+    stream = stream_doc(header["uid"])
+    writer = BundleWriter(path)
+    writer.write_header(header)
+    writer.write_stream(stream)
+    writer.append_records(stream["uid"], [record_doc(stream["uid"], i) for i in range(records)])
+    if tail:
+        writer.write_tail(tail_doc(header["uid"]))
+    manifest = writer.finish()
+    return header, stream, manifest
+
+
+def open_cursors(mongo: Any) -> int | None:
+    """The database's count of open cursors (None if its serverStatus does not say)."""
+    return mongo.admin.command("serverStatus").get("metrics", {}).get("cursor", {}).get("open", {}).get("total")
+
+
+class EventReader:
+    """Reads one SSE connection in a thread; ``connected`` is set once the service says the stream is open."""
+
+    def __init__(self, url: str, params: dict[str, str] | None = None, last_event_id: str | None = None) -> None:
+        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
+        self.response = requests.get(f"{url}/api/v1/events", params=params, headers=headers, stream=True,
+                                     timeout=(5, 60))
+        assert self.response.status_code == 200, self.response.text
+        assert self.response.headers["Content-Type"].startswith("text/event-stream")
+        self.lines: Iterator[bytes] = self.response.iter_lines(chunk_size=1)
+        assert next(self.lines) == b": connected"  # the change stream is open: later writes are delivered
+
+    def next_event(self) -> dict[str, str]:
+        fields: dict[str, str] = {}
+        for raw in self.lines:
+            line = raw.decode()
+            if not line:
+                if "data" in fields:
+                    return fields
+                continue
+            if not line.startswith(":"):
+                name, _, value = line.partition(": ")
+                fields[name] = value
+        raise AssertionError("the event stream ended")
+
+    def close(self) -> None:
+        self.response.close()

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from helpers import assert_error, header_doc, post, record_doc
+from helpers import assert_error, header_doc, open_cursors, post, record_doc
 
 
 def _list(service, doc_type, **params):
@@ -142,13 +142,9 @@ def test_search_paging_with_cursor(service):
     assert second["meta"]["has_more"] is False and second["meta"]["next_cursor"] is None
 
 
-def _open_cursors(mongo) -> int | None:
-    return mongo.admin.command("serverStatus").get("metrics", {}).get("cursor", {}).get("open", {}).get("total")
-
-
 def test_a_client_hanging_up_mid_stream_releases_the_database_cursor(service, mongo):
     """Read 10 lines of a 20 000-record NDJSON stream and hang up: the service closes its cursor and goes on."""
-    baseline = _open_cursors(mongo)
+    baseline = open_cursors(mongo)
     if baseline is None:
         pytest.skip("this database does not report open cursors in serverStatus")
     header = header_doc()
@@ -162,9 +158,9 @@ def test_a_client_hanging_up_mid_stream_releases_the_database_cursor(service, mo
                              headers={"Accept": "application/x-ndjson"}, stream=True, timeout=60)
     lines = response.iter_lines()
     assert [next(lines) for _ in range(10)]
-    assert _open_cursors(mongo) > baseline  # the stream is still being served
+    assert open_cursors(mongo) > baseline  # the stream is still being served
     response.close()  # hang up with most of the stream unread
     deadline = time.monotonic() + 30
-    while _open_cursors(mongo) > baseline:  # each check is a database round trip, not a sleep
+    while open_cursors(mongo) > baseline:  # each check is a database round trip, not a sleep
         assert time.monotonic() < deadline, "the service kept its cursor open after the client left"
     assert requests.get(f"{service.url}/api/v1/data_reference", params={"limit": 1}, timeout=30).status_code == 200

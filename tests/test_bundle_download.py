@@ -10,7 +10,7 @@ import requests
 
 from analysisstore.client.bundle import read_bundle
 
-from helpers import header_doc, new_uid, post, record_doc, stream_doc, tail_doc
+from helpers import assert_error, header_doc, new_uid, post, record_doc, stream_doc, tail_doc
 
 
 def _download(service, uid: str, path) -> None:
@@ -89,3 +89,43 @@ def test_downloaded_bundle_of_an_updated_analysis_imports_elsewhere(start_servic
     assert revisions[0] == revisions[1] and len(revisions[0]["items"]) == 1
     assert target.database.analysis_header.find_one({"uid": header["uid"]}, {"_id": 0}) == \
         source.database.analysis_header.find_one({"uid": header["uid"]}, {"_id": 0})
+
+
+def test_the_first_piece_is_out_before_any_record_is_read(service, service_loop, mongo_uri):
+    """bundle_zip hands out the header's piece before reading records: a record stored after it is in the bundle."""
+    from analysisstore.bundle_download import bundle_zip
+    from analysisstore.store import Store
+
+    header = header_doc()
+    stream = stream_doc(header["uid"])
+    for doc_type, body in (("analysis_header", header), ("data_reference_header", stream),
+                           ("data_reference", [record_doc(stream["uid"], i) for i in range(3)])):
+        assert post(service, doc_type, body).status_code in (200, 201)
+
+    async def open_store() -> Store:  # on the service's loop, where the generator runs
+        return Store.for_service(service.config, mongo_uri)
+
+    async def rest_of(pieces) -> bytes:
+        return b"".join([piece async for piece in pieces])
+
+    store = service_loop.run(open_store())
+    try:
+        pieces = bundle_zip(store, header["uid"], service.url)
+        first = service_loop.run(pieces.__anext__())
+        assert first.startswith(b"PK\x03\x04") and b"analysis_header.json" in first
+        assert stream["uid"].encode() not in first  # nothing of the stream yet
+        late = record_doc(stream["uid"], 3)  # stored while the download waits after its first piece
+        assert post(service, "data_reference", late).status_code == 201
+        rest = service_loop.run(rest_of(pieces))
+    finally:
+        service_loop.run(store.close())
+    with zipfile.ZipFile(io.BytesIO(first + rest)) as archive:
+        lines = archive.read(f"data_reference/{stream['uid']}.jsonl").decode().splitlines()
+    assert len(lines) == 4 and late["uid"] in lines[-1]
+
+
+def test_the_bundle_of_an_unknown_analysis_is_a_json_404(service):
+    """No analysis, no zip: the one JSON error body, without the zip's headers."""
+    response = requests.get(f"{service.url}/api/v1/analysis/{new_uid()}/bundle", timeout=30)
+    assert_error(response, 404, contains="analysis_header")
+    assert "Content-Disposition" not in response.headers

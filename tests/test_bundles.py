@@ -7,21 +7,7 @@ import zipfile
 import pytest
 
 from analysisstore.client.bundle import Bundle, BundleError, BundleWriter, read_bundle, zip_bundle
-from helpers import header_doc, record_doc, stream_doc, tail_doc
-
-
-def make_bundle(path, records=5, tail=True):
-    """A finished bundle of one analysis with one stream."""
-    header = header_doc()
-    stream = stream_doc(header["uid"])
-    writer = BundleWriter(path)
-    writer.write_header(header)
-    writer.write_stream(stream)
-    writer.append_records(stream["uid"], [record_doc(stream["uid"], i) for i in range(records)])
-    if tail:
-        writer.write_tail(tail_doc(header["uid"]))
-    manifest = writer.finish()
-    return header, stream, manifest
+from helpers import header_doc, make_bundle, record_doc, stream_doc, tail_doc
 
 
 def test_round_trip_directory_and_zip(tmp_path):

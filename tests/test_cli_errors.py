@@ -17,7 +17,7 @@ from analysisstore.client.bundle import BundleWriter, zip_bundle
 from analysisstore.config import TokenEntry
 
 from helpers import header_doc, record_doc, stream_doc, tail_doc
-from test_serve import serve_factory  # noqa: F401 - the fixture
+from serving import serve_factory  # noqa: F401 - the fixture
 
 #: Every command must give up on a dead service within this many seconds (all run at once).
 DEAD_SERVICE_SECONDS = 90  # about 2 s each on an idle machine; endless retries would exceed it

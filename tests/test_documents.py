@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import pytest
 
-from analysisstore.documents import check_record_keys, prepare
+from analysisstore.validation import check_record_keys, prepare
 from analysisstore.errors import ValidationFailed
 from analysisstore.schemas import DOC_TYPES, load_schema
 

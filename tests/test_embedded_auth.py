@@ -19,7 +19,7 @@ from analysisstore.config import ServiceConfig
 from analysisstore.embedded import CREDENTIAL_FILE, LOG_FILE, EmbeddedMongo, _free_port
 from conftest import _start, _stop
 from helpers import assert_error, header_doc
-from test_serve import Serve
+from serving import Serve
 
 pytestmark = pytest.mark.subprocess
 

@@ -2,42 +2,13 @@
 from __future__ import annotations
 
 import json
-from typing import Any, Iterator
+from typing import Any
 
 import pytest
 import requests
 
 from analysisstore.client import AnalysisClient
-from helpers import assert_error, header_doc, post
-
-
-class EventReader:
-    """Reads one SSE connection in a thread; ``connected`` is set once the service says the stream is open."""
-
-    def __init__(self, url: str, params: dict[str, str] | None = None, last_event_id: str | None = None) -> None:
-        headers = {"Accept": "text/event-stream", **({"Last-Event-ID": last_event_id} if last_event_id else {})}
-        self.response = requests.get(f"{url}/api/v1/events", params=params, headers=headers, stream=True,
-                                     timeout=(5, 60))
-        assert self.response.status_code == 200, self.response.text
-        assert self.response.headers["Content-Type"].startswith("text/event-stream")
-        self.lines: Iterator[bytes] = self.response.iter_lines(chunk_size=1)
-        assert next(self.lines) == b": connected"  # the change stream is open: later writes are delivered
-
-    def next_event(self) -> dict[str, str]:
-        fields: dict[str, str] = {}
-        for raw in self.lines:
-            line = raw.decode()
-            if not line:
-                if "data" in fields:
-                    return fields
-                continue
-            if not line.startswith(":"):
-                name, _, value = line.partition(": ")
-                fields[name] = value
-        raise AssertionError("the event stream ended")
-
-    def close(self) -> None:
-        self.response.close()
+from helpers import EventReader, assert_error, header_doc, post
 
 
 def test_inserts_and_updates_arrive_as_events(service: Any) -> None:

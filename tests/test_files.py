@@ -14,7 +14,7 @@ import requests
 from analysisstore.client import AnalysisClient
 from analysisstore.client.errors import Conflict
 from helpers import assert_error, post, tail_doc
-from test_serve import Serve
+from serving import Serve
 
 MIB = 1024 * 1024
 

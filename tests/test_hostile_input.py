@@ -24,7 +24,7 @@ from analysisstore.errors import BadRequest
 from analysisstore.queries import check_field, decode_cursor, encode_cursor, parse_order_by
 from analysisstore.store import Store
 from helpers import assert_error, header_doc, post, record_doc, stream_doc, tail_doc
-from test_serve import Serve
+from serving import Serve
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
 

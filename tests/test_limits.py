@@ -14,7 +14,7 @@ from analysisstore.errors import BadRequest
 from analysisstore.queries import MAX_FILTER_CLAUSES, MAX_FILTER_NODES, check_filter, parse_lookups
 from helpers import assert_error, header_doc, record_doc
 
-from test_api_reads import _open_cursors
+from helpers import open_cursors
 
 
 def _raw_request(port: int, head: str, body: bytes = b"") -> socket.socket:
@@ -116,7 +116,7 @@ def test_a_filter_within_the_budget_passes():
 def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mongo, face):
     """A client that stops reading a stream (NDJSON, legacy find) is cut off after stream_stall_seconds; cursor closed."""
     service = start_service(stream_stall_seconds=1.0)
-    baseline = _open_cursors(mongo)
+    baseline = open_cursors(mongo)
     if baseline is None:
         pytest.skip("this database does not report open cursors in serverStatus")
     header = header_doc()
@@ -142,9 +142,9 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
                                       "payload": {"data_reference_header": stream["uid"]}}))
             sock.sendall(f"GET /data_reference?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the stream started; now read nothing more
-        assert _open_cursors(mongo) > baseline
+        assert open_cursors(mongo) > baseline
         deadline = time.monotonic() + 30
-        while _open_cursors(mongo) > baseline:  # each check is a database round trip, not a sleep
+        while open_cursors(mongo) > baseline:  # each check is a database round trip, not a sleep
             assert time.monotonic() < deadline, "a stalled reader kept the database cursor open"
     assert requests.get(f"{service.url}/api/v1/data_reference", params={"limit": 1}, timeout=30).status_code == 200
 
@@ -152,7 +152,7 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
 @pytest.mark.subprocess
 def test_serve_closes_idle_and_slow_connections(mongo_uri, mongo, monkeypatch):
     """`analysisstore serve` applies idle_timeout_seconds (slow headers) and body_timeout_seconds (slow body)."""
-    from test_serve import Serve
+    from serving import Serve
 
     monkeypatch.setenv("ASST_IDLE_TIMEOUT_SECONDS", "0.5")
     monkeypatch.setenv("ASST_BODY_TIMEOUT_SECONDS", "0.5")

@@ -27,7 +27,7 @@ from analysisstore.embedded import MEMORY, EmbeddedMongo
 from analysisstore.store import Store
 
 from helpers import header_doc, post, record_doc, stream_doc, tail_doc
-from test_serve import serve_factory  # noqa: F401 - the fixture
+from serving import serve_factory  # noqa: F401 - the fixture
 
 DOC_TYPES = ("analysis_header", "data_reference_header", "data_reference", "analysis_tail")
 

@@ -18,7 +18,7 @@ import requests
 from analysisstore.client import AnalysisClient
 from analysisstore.embedded import EmbeddedMongo
 from helpers import assert_error, header_doc
-from test_serve import Serve, _free_port
+from serving import Serve, free_port
 
 pytestmark = pytest.mark.subprocess
 
@@ -116,7 +116,7 @@ def test_two_workers_eight_clients_4000_headers(mongo_uri, mongo):
 
 def test_database_outage_gives_503_then_recovers(start_service, tmp_path):
     """The database stops: 503 with Retry-After; it returns on the same address: the service recovers alone."""
-    port = _free_port()
+    port = free_port()
     database = EmbeddedMongo(tmp_path / "db", port=port).start()
     try:
         service = start_service(mongo_uri_override=database.uri, db_timeout_ms=500)

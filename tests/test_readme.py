@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from test_serve import serve_factory  # noqa: F401 - the fixture
+from serving import serve_factory  # noqa: F401 - the fixture
 
 README = Path(__file__).resolve().parent.parent / "README.md"
 NOT_RUN = re.compile(r"<!-- not run: [^>]+ -->\n$")

@@ -15,7 +15,7 @@ import ujson
 from analysisstore.client import AnalysisClient
 from analysisstore.service_fields import HIDDEN_FIELDS
 from helpers import assert_error, header_doc, post, record_doc, stream_doc, tail_doc
-from test_events import EventReader
+from helpers import EventReader
 
 
 def _running_headers(service: Any, n: int) -> list[dict[str, Any]]:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from test_serve import Serve
+from serving import Serve
 
 pytestmark = pytest.mark.subprocess
 

@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from helpers import header_doc, record_doc, stream_doc, tail_doc
-from test_serve import Serve
+from serving import Serve
 
 
 WRITERS = 4

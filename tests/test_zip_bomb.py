@@ -11,7 +11,7 @@ import pytest
 from analysisstore.client import AnalysisClient
 from analysisstore.client.bundle import BundleLimits, BundleWriter
 from analysisstore.drivers.archive import import_archives
-from test_bundles import make_bundle
+from helpers import make_bundle
 
 MIB = 1024 * 1024
 EXPANDED = 96 * MIB  # each bomb below is well under 1 MiB on disk

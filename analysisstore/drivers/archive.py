@@ -26,7 +26,7 @@ from ..client.bundle import (
     BundleError,
     BundleLimits,
     BundleWriter,
-    _safe_name,
+    safe_name,
     read_bundle,
     zip_bundle,
 )
@@ -83,15 +83,15 @@ def export_analyses(client: AnalysisClient, uids: Iterable[str], out: Path, one_
     with tempfile.TemporaryDirectory(prefix="asst-export-") as scratch:
         if one_file:
             for uid in uids:
-                _write_bundle(client, uid, Path(scratch) / _safe_name(uid))
+                _write_bundle(client, uid, Path(scratch) / safe_name(uid))
             out.parent.mkdir(parents=True, exist_ok=True)
             zip_bundle(Path(scratch), out)
             return [out]
         out.mkdir(parents=True, exist_ok=True)
         for uid in uids:
-            staging = Path(scratch) / _safe_name(uid)
+            staging = Path(scratch) / safe_name(uid)
             _write_bundle(client, uid, staging)
-            target = out / f"{_safe_name(uid)}.zip"
+            target = out / f"{safe_name(uid)}.zip"
             zip_bundle(staging, target)
             written.append(target)
     return written

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
 from ..client import AnalysisClient, Conflict, NotFound, ServiceError, ServiceUnreachable
+from ..contract.vocabulary import UPDATABLE_TYPES
 
 __all__ = ["Puller", "PullReport", "RemoteUnreachable", "position_key"]
 
@@ -211,7 +212,7 @@ class Puller:
 
     def _inserted_as(self, doc_type: str, doc: dict[str, Any]) -> dict[str, Any] | None:
         """A header or tail updated here since: the version it was inserted as (its revision 0)."""
-        if doc_type not in ("analysis_header", "analysis_tail"):
+        if doc_type not in UPDATABLE_TYPES:
             return None
         try:
             first = next(iter(self.local.revisions(doc_type, doc["uid"])), None)

@@ -2,14 +2,17 @@
 from __future__ import annotations
 
 import re
+from contextlib import aclosing
 from urllib.parse import quote
 
-from ..client.bundle import _safe_name
+from ..bundle_download import bundle_zip
+from ..contract.bundle import safe_name
+from ..contract.vocabulary import UPDATABLE_TYPES
 from .base import BaseHandler
 
 __all__ = ["routes"]
 
-_UPDATABLE = "(analysis_header|analysis_tail)"
+_UPDATABLE = "(" + "|".join(UPDATABLE_TYPES) + ")"
 
 
 def attachment(filename: str) -> str:
@@ -35,16 +38,15 @@ class BundleHandler(BaseHandler):
     """``GET /api/v1/analysis/{uid}/bundle``: the analysis as a bundle ``.zip``, streamed as it is read."""
 
     async def get(self, uid: str) -> None:
-        await self.store.get("analysis_header", uid)  # 404 before any work
+        # An unknown uid raises before the first piece, while the error can still replace these headers.
         self.set_header("Content-Type", "application/zip")
-        self.set_header("Content-Disposition", attachment(f"{_safe_name(uid)}.zip"))
-
-        async def send(chunk: bytes) -> None:  # each piece goes out as soon as it is compressed
-            if chunk:
-                self.write(chunk)
-                await self.flush()
-
-        await self.store.write_bundle(uid, send, f"{self.request.protocol}://{self.request.host}")
+        self.set_header("Content-Disposition", attachment(f"{safe_name(uid)}.zip"))
+        source = f"{self.request.protocol}://{self.request.host}"
+        async with aclosing(bundle_zip(self.store, uid, source)) as pieces:
+            async for piece in pieces:
+                if piece:  # each piece goes out as soon as it is compressed
+                    self.write(piece)
+                    await self.flush()
         self.finish()
 
 

@@ -14,7 +14,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..config import ServiceConfig
 from ..auth import scopes_for
-from ..client.bundle import RESTORE_TIME_HEADER
+from ..contract.vocabulary import RESTORE_TIME_HEADER
 from ..errors import (
     AnalysisStoreError,
     BadRequest,

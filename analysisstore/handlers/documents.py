@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import quote, urlencode
 
 from ..changes import REVISION_FIELD, Changes
-from ..client.bundle import EXPECT_REVISION_HEADER
+from ..contract.vocabulary import EXPECT_REVISION_HEADER, SINGLE_VALUED_PARAMS, UPDATABLE_TYPES as UPDATABLE
 from ..errors import BadRequest, MethodNotAllowed
 from ..ingest import ingest
 from ..queries import (
@@ -28,9 +28,7 @@ __all__ = ["routes", "DOC_TYPE_PATTERN", "NDJSON"]
 
 DOC_TYPE_PATTERN = "(" + "|".join(DOC_TYPES) + ")"
 NDJSON = "application/x-ndjson"
-UPDATABLE = ("analysis_header", "analysis_tail")
-_SEARCH_KEYS = frozenset({"filter", "order_by", "limit", "cursor", "offset", "include_count", "latest",
-                          "fields", "status"})
+_SEARCH_KEYS = SINGLE_VALUED_PARAMS | {"filter"}
 
 
 class PagingHandler(BaseHandler):
@@ -150,8 +148,7 @@ class DocumentCollectionHandler(PagingHandler):
     async def get(self, doc_type: str) -> None:
         args = {k: [v.decode("utf-8", "replace") for v in vs] for k, vs in self.request.query_arguments.items()}
         for name, values in args.items():
-            if name in ("limit", "order_by", "cursor", "offset", "include_count", "latest", "fields", "status") \
-                    and len(values) != 1:
+            if name in SINGLE_VALUED_PARAMS and len(values) != 1:
                 raise BadRequest(f"query parameter {name!r} given {len(values)} times")
         params = {k: v[0] for k, v in args.items()}
         page = parse_page(parse_lookups(args, reserved=("status",)), params)

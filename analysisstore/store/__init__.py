@@ -14,18 +14,11 @@ from pymongo import ASCENDING, AsyncMongoClient
 from pymongo.errors import DuplicateKeyError
 
 from ..schemas import DOC_TYPES
-from ._common import (
-    ALREADY_STORED,
-    ImmutableCache,
-    EXIT_STATUSES,
-    INSERTED,
-    STATUSES,
-    ItemResult,
-    WriteOutcome,
-    _database_errors,
-    derive_status,
-    index_models,
-)
+from ._cache import ImmutableCache
+from ._database_errors import _database_errors
+from ._indexes import index_models
+from ._results import ALREADY_STORED, INSERTED, ItemResult, WriteOutcome
+from ._status import EXIT_STATUSES, STATUSES, derive_status
 from . import _events, _lineage
 from ._lineage import MAX_LINEAGE_DEPTH, MAX_LINEAGE_NODES
 from ._changes import ChangeFeed, MirrorPositions

@@ -32,7 +32,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ..changes import REVISION_FIELD
 from ..service_fields import HIDDEN_FIELDS
-from ._common import INSERTED, ImmutableCache, WriteOutcome, _database_errors
+from ._cache import ImmutableCache
+from ._database_errors import _database_errors
+from ._results import INSERTED, WriteOutcome
 
 __all__ = ["ChangeFeed", "FEED_COLLECTION", "SETTLE_SECONDS", "MAX_FEED_LIMIT"]
 

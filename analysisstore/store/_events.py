@@ -16,7 +16,7 @@ from pymongo.errors import OperationFailure
 from ..changes import REVISION_FIELD
 from ..errors import BadRequest, NotSupported
 from ..service_fields import HIDDEN_FIELDS as _SERVICE_FIELDS
-from ._common import _database_errors
+from ._database_errors import _database_errors
 
 __all__ = ["watch_documents", "HIDDEN_FIELDS"]
 

@@ -40,7 +40,7 @@ from pymongo.errors import PyMongoError
 
 from ..errors import WritesInFlight
 from ..service_fields import CLOSING, CLOSING_FIELD, RUNNING, STATUS_FIELD
-from ._common import EXIT_STATUSES
+from ._status import EXIT_STATUSES
 
 __all__ = ["Fence", "FENCE_COLLECTION", "LEASE_SECONDS", "TAIL_WAIT_SECONDS"]
 

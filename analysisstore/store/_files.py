@@ -27,7 +27,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from ..errors import Conflict, Finalized, NotFound, PayloadTooLarge, ValidationFailed
-from ._common import ALREADY_STORED, INSERTED, _database_errors
+from ._database_errors import _database_errors
+from ._results import ALREADY_STORED, INSERTED
 from ._fence import Fence
 
 __all__ = ["AttachmentStore", "Upload", "FILE_COLLECTION", "FILE_INDEXES"]

@@ -19,7 +19,9 @@ from pymongo.errors import DuplicateKeyError
 
 from .._version import __version__
 from ..schemas import DOC_TYPES
-from ._common import EXIT_STATUSES, _database_errors, index_models
+from ._database_errors import _database_errors
+from ._indexes import index_models
+from ._status import EXIT_STATUSES
 
 __all__ = ["LAYOUT_VERSION", "META_COLLECTION", "ASIDE_COLLECTION", "LayoutError", "UpgradeRequired",
            "check_layout", "layout_record", "obstructive_unique_index"]

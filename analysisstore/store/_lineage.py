@@ -17,7 +17,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ..errors import BadRequest, NotFound
 from ..service_fields import hidden
-from ._common import _database_errors, derive_status
+from ._database_errors import _database_errors
+from ._status import derive_status
 
 __all__ = ["DIRECTIONS", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "find_lineage", "lineage_documents"]
 

@@ -3,21 +3,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, AsyncGenerator, Awaitable, Callable
-
-import ujson
+from typing import Any, AsyncGenerator
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
 
-from ..changes import REVISION_FIELD
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
 from ..service_fields import CLOSING, RUNNING, STATUS_FIELD, hidden
-from ._common import EXIT_STATUSES, STATUSES, _database_errors, derive_status
-from ._files import AttachmentStore
-from ._zipstream import ZipStream
+from ._database_errors import _database_errors
+from ._status import EXIT_STATUSES, STATUSES, derive_status
 
 
 class ReadsMixin:
@@ -26,10 +21,6 @@ class ReadsMixin:
     db: AsyncDatabase
     max_time_ms: int
     stream_max_time_ms: int
-    # What it uses of the store's other parts (declared, so a missing one is a type error, not an AttributeError).
-    files: AttachmentStore
-    if TYPE_CHECKING:
-        async def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]: ...
 
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""
@@ -162,74 +153,6 @@ class ReadsMixin:
             age = {"$gt": cutoff} if status == "running" else {"$lte": cutoff}
             return {STATUS_FIELD: {"$in": [RUNNING, CLOSING]}, "time": age}
         raise BadRequest(f"unknown status {status!r}; known: {', '.join(STATUSES)}")
-
-    async def write_bundle(self, uid: str, send: Callable[[bytes], Awaitable[None]], source: str) -> None:
-        """One analysis as a bundle ``.zip``, handed to ``send`` piece by piece while it is read.
-
-        The first bytes go out before the records are read; memory holds one batch (or one batch of a
-        file's chunks); no file is written. Compressing runs off the event loop. ``source`` is the
-        service's URL, for the manifest's creation info.
-        """
-        from ..client.bundle import (FORMAT, HEADER, MANIFEST, RECORDS_DIR, STREAMS_DIR, TAIL, VERSION, _dumps,
-                                     _safe_name, creation_info, file_member, revisions_member)
-
-        def line(doc: dict[str, Any]) -> bytes:
-            return (_dumps(doc) + "\n").encode()
-
-        def current(doc: dict[str, Any]) -> dict[str, Any]:  # the service's revision counter stays behind
-            return {k: v for k, v in doc.items() if k != REVISION_FIELD}
-
-        view = await self.analysis(uid, stale_after=float("inf"))
-        archive = ZipStream()
-        await asyncio.to_thread(archive.add, HEADER, line(current(view["header"])))
-        await send(archive.take())
-        counts: dict[str, int] = {}
-        for stream in view["streams"]:
-            stream.pop("record_count", None)
-            archive.add(f"{STREAMS_DIR}/{_safe_name(stream['uid'])}.json", line(stream))
-            counts[stream["uid"]] = 0
-            async with aclosing(self.iter_find("data_reference", {"data_reference_header": stream["uid"]},
-                                               [("time", ASCENDING), ("uid", ASCENDING)], batch_size=5_000)) as batches:
-                async for batch in batches:
-                    if not counts[stream["uid"]]:
-                        archive.start(f"{RECORDS_DIR}/{_safe_name(stream['uid'])}.jsonl")
-                    counts[stream["uid"]] += len(batch)
-                    await asyncio.to_thread(archive.append, b"".join(line(doc) for doc in batch))
-                    await send(archive.take())
-            if counts[stream["uid"]]:
-                archive.end()
-        if view["tail"] is not None:
-            archive.add(TAIL, line(current(view["tail"])))
-        revisions = 0
-        for doc_type, doc in (("analysis_header", view["header"]), ("analysis_tail", view["tail"])):
-            history = await self.revisions(doc_type, doc["uid"]) if doc is not None else []
-            if history:
-                revisions += len(history)
-                await asyncio.to_thread(archive.add, revisions_member(doc_type), b"".join(map(line, history)))
-        files = []
-        for doc in await self.files.of_analysis(uid):
-            stored = await self.files.get(doc["uid"])  # with its content's location
-            member = file_member(doc["uid"], doc["name"])
-            archive.start(member)
-            async with aclosing(self.files.read(stored, 0, stored["size"])) as chunks:
-                async for chunk in chunks:
-                    await asyncio.to_thread(archive.append, chunk)
-                    await send(archive.take())
-            archive.end()
-            if archive.checksums.pop(member) != doc["sha256"]:
-                raise NotFound(f"file {doc['uid']!r} does not match its sha256 in the database")
-            files.append({"uid": doc["uid"], "name": doc["name"], "member": member, "size": doc["size"],
-                          "sha256": doc["sha256"], "content_type": doc["content_type"], "time": doc["time"]})
-        manifest = {
-            "format": FORMAT, "version": VERSION, "created": creation_info(source),
-            "analysis_header": view["header"]["uid"],
-            "analysis_tail": view["tail"]["uid"] if view["tail"] else None, "streams": counts,
-            "counts": {"data_reference_header": len(counts), "data_reference": sum(counts.values()),
-                       "files": len(files), "revisions": revisions},
-            "priority": 0, "members": dict(sorted(archive.checksums.items())), "files": files,
-        }
-        archive.add(MANIFEST, (ujson.dumps(manifest, indent=2) + "\n").encode())
-        await send(archive.take() + archive.close())
 
     async def analysis(self, uid: str, stale_after: float) -> dict[str, Any]:
         """One analysis whole: header, streams with record counts, tail, derived status."""

@@ -10,7 +10,7 @@ from pymongo import ReadPreference
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError, OperationFailure
 
-from ._common import _database_errors
+from ._database_errors import _database_errors
 
 log = logging.getLogger("analysisstore.store")
 

@@ -13,7 +13,7 @@ from ..changes import REVISION_FIELD, Changes
 from ..errors import Conflict, NotFound
 from ..service_fields import hidden
 from ._changes import ChangeFeed
-from ._common import _database_errors
+from ._database_errors import _database_errors
 
 log = logging.getLogger(__name__)
 

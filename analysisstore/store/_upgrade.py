@@ -25,10 +25,10 @@ from pymongo import ASCENDING, DeleteOne, IndexModel, UpdateOne
 from pymongo.database import Database
 
 from .._version import __version__
-from ..documents import prepare
+from ..validation import prepare
 from ..errors import AnalysisStoreError
 from ..schemas import DOC_TYPES, PARENT_FIELD
-from ._common import index_models
+from ._indexes import index_models
 from ._layout import (
     ASIDE_COLLECTION,
     LAYOUT_VERSION,

@@ -6,21 +6,14 @@ from typing import Any
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import BulkWriteError, DuplicateKeyError
 
-from ..documents import check_record_keys
+from ..validation import check_record_keys
 from ..errors import AnalysisStoreError, Conflict, Finalized, NotFound, ValidationFailed, WritesInFlight
 from ..schemas import PARENT_FIELD
 from ..service_fields import RUNNING, STATUS_FIELD
-from ._common import (
-    _DUPLICATE_KEY,
-    _PARENT_PROJECTION,
-    ALREADY_STORED,
-    INSERTED,
-    ImmutableCache,
-    ItemResult,
-    WriteOutcome,
-    _database_errors,
-    _same_content,
-)
+from ._cache import ImmutableCache
+from ._database_errors import _DUPLICATE_KEY, _database_errors
+from ._resend import _PARENT_PROJECTION, _same_content
+from ._results import ALREADY_STORED, INSERTED, ItemResult, WriteOutcome
 from ._fence import Fence
 
 

@@ -1,29 +1,27 @@
-"""Validation at the edge: every document is checked here once, then trusted.
+"""Validation at the edge of the service: every incoming document is checked here once, then trusted.
 
 ``prepare`` fills the server-side ``time``, rejects field names MongoDB would
-misread, and applies the document type's JSON Schema. Each schema is compiled
-once into Python code by fastjsonschema (about 30x faster than interpreting
-it, which matters for bulk ingest); only a document that fails is re-checked
-with jsonschema, whose error reports name every offending field.
-``check_record_keys`` holds a record to its stream's declared ``data_keys``.
+misread, applies the document type's JSON Schema (the shared check of
+``analysisstore.contract.validation``), and makes sure MongoDB can store the
+result. ``check_record_keys`` holds a record to its stream's declared
+``data_keys`` (the shared check, raised as a 422).
 """
 from __future__ import annotations
 
 import math
 import re
-from functools import lru_cache
-from typing import Any, Callable
+from typing import Any
 
 import bson
-import fastjsonschema
-from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
+from .contract import validation as contract
+from .contract.validation import json_kind
 from .errors import PayloadTooLarge, ValidationFailed
-from .schemas import DOC_TYPES, load_schema
+from .schemas import DOC_TYPES
 from .service_fields import HIDDEN_FIELDS
 
-__all__ = ["prepare", "check_record_keys", "reported_uid", "DOC_TYPES"]
+__all__ = ["prepare", "check_record_keys", "reported_uid", "json_kind", "DOC_TYPES"]
 
 _MAX_DETAILS = 10
 #: Deeper documents are refused: nothing scientific nests this far, and MongoDB stops at 100.
@@ -31,78 +29,10 @@ MAX_DEPTH = 64
 #: MongoDB's own limit for one document.
 MAX_DOCUMENT_BYTES = 16 * 1024 * 1024
 
-_DTYPE_CHECKS = {
-    "number": lambda v: isinstance(v, (int, float)) and not isinstance(v, bool),
-    "integer": lambda v: (isinstance(v, int) and not isinstance(v, bool))
-    or (isinstance(v, float) and v.is_integer()),
-    "string": lambda v: isinstance(v, str),
-    "boolean": lambda v: isinstance(v, bool),
-    "array": lambda v: isinstance(v, list),
-    "object": lambda v: isinstance(v, dict),
-}
-
-
-@lru_cache(maxsize=None)
-def _validator(doc_type: str) -> Draft7Validator:
-    schema = load_schema(doc_type)
-    Draft7Validator.check_schema(schema)
-    return Draft7Validator(schema)
-
-
-@lru_cache(maxsize=None)
-def _compiled(doc_type: str) -> Callable[[Any], Any]:
-    return fastjsonschema.compile(load_schema(doc_type))
-
-
-def _schema_problem(doc_type: str, doc: dict[str, Any]) -> str | None:
-    """None if ``doc`` satisfies its schema, else the compiled validator's complaint."""
-    try:
-        _compiled(doc_type)(doc)
-    except fastjsonschema.JsonSchemaException as exc:
-        return str(exc)
-    return None
-
-
-def _json_path(error: Any) -> str:
-    return "/" + "/".join(str(p) for p in error.absolute_path)
-
 
 #: Never in a field name: control characters and line separators (look-alike names such as
 #: "notes\n"), lone surrogates (not Unicode; the database cannot store them).
 _UNSAFE_NAME_CHAR = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
-
-_JSON_KINDS = {"object": "an object", "array": "an array", "string": "a string", "number": "a number",
-               "integer": "an integer", "boolean": "true or false", "null": "null"}
-
-
-def json_kind(value: Any) -> str:
-    """What a value is, in JSON's words: 'null', 'true', 'a string', 'an object'... (never a Python type name)."""
-    if value is None:
-        return "null"
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, (int, float)):
-        return f"the number {value}"
-    if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
-    return "an array" if isinstance(value, list) else "an object"
-
-
-def _plain_message(error: Any) -> str:
-    """A schema error in plain words: jsonschema's own messages quote Python values (True, None, 'x')."""
-    where = "/".join(str(p) for p in error.absolute_path) or "the document"
-    if error.validator == "type":
-        wanted = error.validator_value if isinstance(error.validator_value, list) else [error.validator_value]
-        return f"{where} must be {' or '.join(_JSON_KINDS.get(t, str(t)) for t in wanted)}, not {json_kind(error.instance)}"
-    if error.validator == "required":
-        missing = next((name for name in error.validator_value if name not in error.instance), "?")
-        return f"the required field {missing!r} is missing"
-    if error.validator == "enum":
-        return f"{where} must be one of {', '.join(map(str, error.validator_value))}, not {json_kind(error.instance)}"
-    if error.validator == "additionalProperties":
-        extra = sorted(set(error.instance) - set(error.schema.get("properties", {})))
-        return f"field(s) {', '.join(extra)} are not allowed here"
-    return error.message
 
 
 def _bad_key(key: str) -> bool:
@@ -161,14 +91,16 @@ def prepare(doc_type: str, raw: Any, now: float) -> tuple[dict[str, Any], bool]:
     if time_filled:
         raw["time"] = now
     _check_field_names(raw)
-    problem = _schema_problem(doc_type, raw)
+    problem = contract.schema_problem(doc_type, raw)
     if problem is not None:
-        errors = sorted(_validator(doc_type).iter_errors(raw), key=lambda e: list(e.absolute_path))
+        errors = contract.schema_errors(doc_type, raw)
         if not errors:  # the two validators disagree: report what the compiled one saw
             raise ValidationFailed(f"invalid {doc_type}: {problem}")
         first = best_match(errors)
-        details = [{"path": _json_path(e), "message": _plain_message(e)} for e in errors[:_MAX_DETAILS]]
-        raise ValidationFailed(f"invalid {doc_type}: {_plain_message(first)} (at {_json_path(first)})", details)
+        details = [{"path": contract.json_path(e), "message": contract.plain_message(e)}
+                   for e in errors[:_MAX_DETAILS]]
+        raise ValidationFailed(f"invalid {doc_type}: {contract.plain_message(first)} (at {contract.json_path(first)})",
+                               details)
     _check_finite(doc_type, raw)
     _check_storable(doc_type, raw)
     return raw, time_filled
@@ -206,21 +138,8 @@ def _check_storable(doc_type: str, doc: dict[str, Any]) -> None:
 
 
 def check_record_keys(record: dict[str, Any], stream: dict[str, Any]) -> None:
-    """Hold a data_reference to its stream: only declared keys, values of the declared dtype."""
-    data_keys = stream["data_keys"]
-    for field in ("data", "timestamps"):
-        undeclared = sorted(k for k in record[field] if k not in data_keys)
-        if undeclared:
-            raise ValidationFailed(
-                f"{field} keys {undeclared} are not declared in the data_keys of stream "
-                f"{stream['uid']!r} (declared: {sorted(data_keys)})",
-                [{"path": f"/{field}/{k}", "message": "undeclared data key"} for k in undeclared],
-            )
-    for key, value in record["data"].items():
-        dtype = data_keys[key]["dtype"]
-        if value is not None and not _DTYPE_CHECKS[dtype](value):
-            raise ValidationFailed(
-                f"data[{key!r}] is {json_kind(value)}, but stream {stream['uid']!r} "
-                f"declares dtype {dtype!r}",
-                [{"path": f"/data/{key}", "message": f"expected {dtype}"}],
-            )
+    """Hold a data_reference to its stream: only declared keys, values of the declared dtype (else 422)."""
+    try:
+        contract.check_record_keys(record, stream)
+    except contract.DocumentProblem as problem:
+        raise ValidationFailed(problem.message, problem.details) from None

@@ -1,44 +1,33 @@
-"""Checking a bundle before anything of it is sent: manifest, checksums, schemas, parent links."""
+"""Checking a whole bundle before anything of it is sent: manifest, checksums, schemas, parent links.
+
+The documents are held to the same checks the service applies
+(:mod:`analysisstore.contract.validation`), so a bundle that passes here is not
+quarantined by the service for its content.
+"""
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-import fastjsonschema
-from jsonschema import Draft7Validator
-
-from ..schemas import load_schema
+from ..validation import DocumentProblem, check_record_keys, json_path, schema_errors, schema_problem
+from .manifest import (
+    FILES_DIR, FORMAT, HEADER, MANIFEST, READABLE_VERSIONS, TAIL, BundleError, file_member, revisions_member,
+    stream_member,
+)
 
 if TYPE_CHECKING:
-    from .bundle import Bundle
+    from .reader import Bundle
 
 __all__ = ["validate_bundle"]
 
 
-@lru_cache(maxsize=None)
-def _validator(doc_type: str) -> Draft7Validator:
-    return Draft7Validator(load_schema(doc_type))
-
-
-@lru_cache(maxsize=None)
-def _compiled(doc_type: str) -> Any:
-    return fastjsonschema.compile(load_schema(doc_type))
-
-
 def _check_schema(member: str, doc_type: str, doc: dict[str, Any]) -> None:
-    from .bundle import BundleError
-
-    try:
-        _compiled(doc_type)(doc)  # fast acceptance; jsonschema below only to explain a failure
+    problem = schema_problem(doc_type, doc)  # fast acceptance; the explaining validator only for a failure
+    if problem is None:
         return
-    except fastjsonschema.JsonSchemaException as exc:
-        fallback = str(exc)
-    error = next(iter(_validator(doc_type).iter_errors(doc)), None)
-    if error is None:
-        raise BundleError(member, f"invalid {doc_type}: {fallback}")
-    if error is not None:
-        path = "/" + "/".join(str(p) for p in error.absolute_path)
-        raise BundleError(member, f"invalid {doc_type}: {error.message} (at {path})")
+    errors = schema_errors(doc_type, doc)
+    if not errors:
+        raise BundleError(member, f"invalid {doc_type}: {problem}")
+    raise BundleError(member, f"invalid {doc_type}: {errors[0].message} (at {json_path(errors[0])})")
 
 
 def validate_bundle(bundle: "Bundle") -> dict[str, Any]:
@@ -48,8 +37,6 @@ def validate_bundle(bundle: "Bundle") -> dict[str, Any]:
     held to its sha256 while it is sent (see ``Bundle.open_file``), so a
     large file is read once.
     """
-    from .bundle import FORMAT, HEADER, MANIFEST, READABLE_VERSIONS, STREAMS_DIR, TAIL, BundleError
-
     manifest = bundle.manifest
     if manifest is None:
         raise BundleError(MANIFEST, "is missing (the bundle was never finished)")
@@ -76,25 +63,26 @@ def validate_bundle(bundle: "Bundle") -> dict[str, Any]:
     if manifest.get("analysis_header") != header["uid"]:
         raise BundleError(MANIFEST, "names a different analysis_header than analysis_header.json")
     streams = bundle.streams
-    stream_keys = {}
+    declared: dict[str, dict[str, Any]] = {}
     for stream in streams:
-        member = f"{STREAMS_DIR}/{stream.get('uid')}.json"
+        member = stream_member(str(stream.get("uid")))
         _check_schema(member, "data_reference_header", stream)
         if stream["analysis_header"] != header["uid"]:
             raise BundleError(member, f"belongs to analysis {stream['analysis_header']!r}, not {header['uid']!r}")
-        stream_keys[stream["uid"]] = set(stream["data_keys"])
-    if set(manifest.get("streams", {})) != set(stream_keys):
+        declared[stream["uid"]] = stream
+    if set(manifest.get("streams", {})) != set(declared):
         raise BundleError(MANIFEST, "lists other streams than the bundle holds")
-    for uid, keys in stream_keys.items():
+    for uid, stream in declared.items():
         member = bundle.records_member(uid)
         count = 0
         for count, record in enumerate(bundle.records(uid), start=1):
             _check_schema(f"{member} line {count}", "data_reference", record)
             if record["data_reference_header"] != uid:
                 raise BundleError(member, f"line {count} names stream {record['data_reference_header']!r}")
-            undeclared = (set(record["data"]) | set(record["timestamps"])) - keys
-            if undeclared:
-                raise BundleError(member, f"line {count} has undeclared data keys {sorted(undeclared)}")
+            try:  # the service's own check: undeclared keys, and values of another dtype
+                check_record_keys(record, stream)
+            except DocumentProblem as problem:
+                raise BundleError(member, f"line {count}: {problem.message}") from None
         if count != manifest["streams"][uid]:
             raise BundleError(member, f"holds {count} records, the manifest says {manifest['streams'][uid]}")
     tail = bundle.tail
@@ -112,8 +100,6 @@ _FILE_FIELDS = {"uid": str, "name": str, "member": str, "size": int, "sha256": s
 
 def _check_files_table(bundle: "Bundle", manifest: dict[str, Any]) -> set[str]:
     """The members the ``files`` table names, after checking each entry against the bundle."""
-    from .bundle import FILES_DIR, MANIFEST, BundleError, file_member
-
     files = manifest.get("files", [])
     if not isinstance(files, list):
         raise BundleError(MANIFEST, "has a files table that is not a list")
@@ -147,8 +133,6 @@ def _check_files_table(bundle: "Bundle", manifest: dict[str, Any]) -> set[str]:
 
 def _check_revisions(bundle: "Bundle", doc_type: str, current: dict[str, Any] | None) -> None:
     """Earlier versions: numbered 0, 1, ... in order, of this very document, each a valid one."""
-    from .bundle import BundleError, revisions_member
-
     member = revisions_member(doc_type)
     if current is None:
         if bundle.has(member):

@@ -1,0 +1,28 @@
+"""Database failures as the service's errors: a timeout is the caller's 400, a lost database a 503."""
+from __future__ import annotations
+
+import logging
+from contextlib import contextmanager
+from typing import Iterator
+
+from pymongo.errors import ConnectionFailure, ExecutionTimeout
+
+from ..errors import BadRequest, DatabaseUnavailable
+
+__all__ = ["_database_errors", "_DUPLICATE_KEY"]
+
+log = logging.getLogger("analysisstore.store")
+
+#: MongoDB's error code for a unique index violation.
+_DUPLICATE_KEY = 11000
+
+
+@contextmanager
+def _database_errors() -> Iterator[None]:
+    try:
+        yield
+    except ExecutionTimeout as exc:
+        raise BadRequest(f"query took longer than the server allows; narrow the filter ({exc})") from None
+    except ConnectionFailure as exc:
+        log.warning("database unavailable: %s", exc)
+        raise DatabaseUnavailable("the database is not answering; retry later") from None
