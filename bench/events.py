@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ServiceProcess, database, percentile, save, summary_row, unique  # noqa: E402
 
-from analysisstore.client import AnalysisClient  # noqa: E402
+from analysisstore.client import AnalysisClient, ServiceUnreachable  # noqa: E402
 
 
 def _measure(write, arrivals: "queue.Queue[str]", n: int) -> list[float]:
@@ -44,8 +44,11 @@ def through_service(url: str, n: int) -> list[float]:
     opened = threading.Event()
 
     def read() -> None:
-        for event in client.events(doc_type="analysis_header", on_open=opened.set):
-            arrivals.put(event["uid"])
+        try:
+            for event in client.events(doc_type="analysis_header", on_open=opened.set):
+                arrivals.put(event["uid"])
+        except ServiceUnreachable:  # the service stopping at the end of the run cuts the stream
+            return
 
     threading.Thread(target=read, daemon=True).start()
     opened.wait(30)
