@@ -19,7 +19,7 @@ import fastjsonschema
 from jsonschema import Draft7Validator
 from jsonschema.exceptions import best_match
 
-from .errors import PayloadTooLarge, ValidationFailed
+from .errors import PayloadTooLarge, ValidationFailed, encodable
 from .schemas import DOC_TYPES, load_schema
 from .service_fields import HIDDEN_FIELDS
 
@@ -84,7 +84,7 @@ def json_kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value}"
     if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
+        return f'the string "{encodable(value[:40])}"' + ("..." if len(value) > 40 else "")
     return "an array" if isinstance(value, list) else "an object"
 
 
