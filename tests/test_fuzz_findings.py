@@ -97,3 +97,20 @@ def test_a_405_lists_the_allowed_methods(service):
     response = requests.request("TRACE", f"{service.url}/api/v1/analysis_header", timeout=30)
     assert_error(response, 405, "MethodNotAllowed")
     assert set(response.headers["Allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+
+
+def test_a_superscript_digit_is_not_a_depth(service, analysis):
+    """depth=² ('²'.isdigit() is true, int('²') fails) is a 400, not a 500."""
+    uid = analysis["header"]["uid"]
+    response = requests.get(f"{service.url}/api/v1/analysis/{uid}/lineage", params={"depth": "²"}, timeout=30)
+    assert_error(response, 400, "BadRequest", contains="depth")
+
+
+def test_a_superscript_digit_is_not_a_revision(service, analysis):
+    """X-Expect-Revision: ² (latin-1 0xB2) is a 400 naming the header, and the header is not changed."""
+    uid = analysis["header"]["uid"]
+    before = service.database.analysis_header.find_one({"uid": uid}, {"_id": 0})
+    response = requests.patch(f"{service.url}/api/v1/analysis_header/{uid}", json={"$set": {"notes": "x"}},
+                              headers={"X-Expect-Revision": "²".encode("latin-1")}, timeout=30)
+    assert_error(response, 400, "BadRequest", contains="X-Expect-Revision")
+    assert service.database.analysis_header.find_one({"uid": uid}, {"_id": 0}) == before

@@ -239,7 +239,7 @@ class BaseHandler(RequestHandler):
 
     def _declared_length(self) -> int | None:
         declared = self.request.headers.get("Content-Length")
-        return int(declared) if declared is not None and declared.isdigit() else None
+        return int(declared) if declared is not None and declared.isascii() and declared.isdigit() else None
 
     def _refuse(self, exc: AnalysisStoreError) -> None:
         """Answer ``exc`` after reading a small body to its end, else at once and close the connection.

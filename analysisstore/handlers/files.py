@@ -66,7 +66,7 @@ class FileUploadHandler(BaseHandler):
         if self.http1 is not None:
             self.http1.set_max_body_size(limit + _DRAIN_LIMIT)
         declared = self.request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             self._refusal = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
             if int(declared) > limit + _DRAIN_LIMIT:
                 raise self._refusal  # too much to read and drop: the connection closes
