@@ -23,7 +23,7 @@ from schemathesis.specs.openapi.checks import unsupported_method
 
 from analysisstore.handlers.base import HEADER_READ_BYTES, MAX_URI_BYTES
 from fuzzing import (
-    DOC_TYPES, EXAMPLES, LONG_RUN, Snapshot, assert_sound, encode_json, filters, fuzz_settings, garbage_bodies, hostile_documents,
+    DOC_TYPES, EXAMPLES, LONG_RUN, Snapshot, assert_sound, encode_json, filters, fuzz_settings, garbage_bodies, header_values, hostile_documents,
     hostile_text, legacy_messages, lookups, patch_bodies, query_string, search_bodies, uids,
 )
 from helpers import header_doc, post, record_doc, stream_doc, tail_doc
@@ -88,7 +88,7 @@ schema = schemathesis.pytest.from_fixture("served_openapi").exclude(path="/api/v
 
 
 @schema.parametrize()
-@fuzz_settings()
+@fuzz_settings(examples=EXAMPLES if LONG_RUN else EXAMPLES // 3)  # 21 operations: a third keeps CI within budget
 def test_openapi_operations(case: Any, service: Any, request: pytest.FixtureRequest) -> None:
     """Requests generated from the served document, valid and invalid, on every route: no 5xx, one error shape."""
     kwargs = case.as_transport_kwargs(base_url=service.url)
@@ -167,11 +167,8 @@ def test_patch_bodies(service: Any, seeded: dict[str, str], request: pytest.Fixt
             assert service.database[doc_type].find_one({"uid": uid}, {"_id": 0}) == stored
 
 
-_HEADER_TEXT = st.one_of(
-    st.text(alphabet=st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=30),
-    st.sampled_from(["²", "12", "-1", "1e400", "NaN", "inf", "bytes=0-", "bytes=-5", "bytes=5-1", "bytes=" + "9" * 5000
-                     + "-", "bytes=0-" + "9" * 5000, "bytes=1-2,3-4", "999999999999999999999", ""]),
-)
+_RANGES = st.sampled_from(["bytes=0-", "bytes=-5", "bytes=5-1", "bytes=" + "9" * 5000 + "-", "bytes=0-" + "9" * 5000,
+                           "bytes=1-2,3-4", "bytes=-", "bytes=²-", "items=0-1"])
 
 
 @fuzz_settings()
@@ -183,15 +180,16 @@ def test_paths_and_headers(service: Any, seeded: dict[str, str], request: pytest
     doc_type = data.draw(st.one_of(st.sampled_from(DOC_TYPES), hostile_text))
     typed = quote(str(doc_type).encode("utf-8", "surrogatepass"), safe="")
     header_names = ["Range", "X-Expect-Revision", "X-Restore-Time", "X-Request-ID", "If-None-Match", "Accept"]
-    headers = data.draw(st.dictionaries(st.sampled_from(header_names), _HEADER_TEXT, max_size=3))
+    headers = data.draw(st.dictionaries(st.sampled_from(header_names), st.one_of(header_values, _RANGES), max_size=3))
     extra = query_string(data.draw(st.lists(st.tuples(st.sampled_from(["depth", "direction", "name", "uid", "x"]),
-                                                      st.one_of(hostile_text, _HEADER_TEXT)), max_size=2)))
+                                                      st.one_of(hostile_text, header_values)), max_size=2)))
+    routes = [("GET", f"/api/v1/{typed}/{segment}"), ("GET", f"/api/v1/{typed}/{segment}/revisions"),
+              ("GET", f"/api/v1/analysis/{segment}"), ("GET", f"/api/v1/analysis/{segment}/bundle"),
+              ("GET", f"/api/v1/analysis/{segment}/lineage"), ("GET", f"/api/v1/analysis/{segment}/prov"),
+              ("GET", f"/api/v1/files/{segment}"), ("GET", f"/api/v1/schemas/{typed}"),
+              ("GET", f"/api/v1/mirror_positions/{segment}"), ("POST", f"/api/v1/analysis/{segment}/files")]
     before = Snapshot(service.database)
-    for method, path in (("GET", f"/api/v1/{typed}/{segment}"), ("GET", f"/api/v1/{typed}/{segment}/revisions"),
-                         ("GET", f"/api/v1/analysis/{segment}"), ("GET", f"/api/v1/analysis/{segment}/bundle"),
-                         ("GET", f"/api/v1/analysis/{segment}/lineage"), ("GET", f"/api/v1/analysis/{segment}/prov"),
-                         ("GET", f"/api/v1/files/{segment}"), ("GET", f"/api/v1/schemas/{typed}"),
-                         ("GET", f"/api/v1/mirror_positions/{segment}"), ("POST", f"/api/v1/analysis/{segment}/files")):
+    for method, path in data.draw(st.lists(st.sampled_from(routes), min_size=1, max_size=4, unique=True)):
         sent = {k: v.encode("latin-1") for k, v in headers.items()}
         response = _send(request, method, f"{service.url}{path}?{extra}", headers=sent,
                          data=b"file content" if method == "POST" else None)
@@ -226,11 +224,11 @@ def test_legacy_face(service: Any, seeded: dict[str, str], request: pytest.Fixtu
 
 
 @fuzz_settings(examples=max(5, EXAMPLES // 3))  # each example opens a stream
-@given(pairs=lookups(), last_id=st.one_of(st.none(), hostile_text))
+@given(pairs=lookups(), last_id=st.one_of(st.none(), header_values))
 def test_event_stream_parameters(service: Any, request: pytest.FixtureRequest, pairs: list[tuple[str, str]],
                                  last_id: str | None) -> None:
     """GET /api/v1/events with hostile lookups: the stream opens (200) or a 4xx in the error shape."""
-    headers = {"Last-Event-ID": last_id.encode("utf-8", "surrogatepass")} if last_id is not None else {}
+    headers = {"Last-Event-ID": last_id.encode("latin-1")} if last_id is not None else {}
     with _send(request, "GET", f"{service.url}/api/v1/events?{query_string(pairs)}", headers=headers,
                stream=True) as response:
         if response.status_code == 200:
