@@ -30,6 +30,9 @@ from helpers import header_doc, post, record_doc, stream_doc, tail_doc
 
 log = logging.getLogger(__name__)
 
+#: The suite's 120 s per test fits the CI count; a longer run by hand gets time in proportion.
+pytestmark = pytest.mark.timeout(max(120, EXAMPLES * 6))
+
 #: Requests sent per test, logged when the test ends (the figures of a long run by hand).
 SENT: Counter[str] = Counter()
 
