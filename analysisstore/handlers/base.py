@@ -219,15 +219,16 @@ class BaseHandler(RequestHandler):
             self.check_request()
         except AnalysisStoreError as exc:
             self._refuse(exc)
-        return None
+        return None  # Tornado's signature: subclasses may prepare asynchronously
 
     def _check_head_size(self) -> None:
+        """The JSON 414/431 that Tornado itself would answer by closing the connection (see HEADER_READ_BYTES)."""
         if len(self.request.uri or "") > MAX_URI_BYTES:
             raise UriTooLong(f"the request target is longer than {MAX_URI_BYTES} bytes; "
                              "send a long query as the body of POST /api/v1/{doc_type}/search")
         size = sum(len(name) + len(value) + 4 for name, value in self.request.headers.get_all())
         if size > MAX_HEADER_BYTES:
-            raise HeadersTooLarge(f"the request's header fields are larger than {MAX_HEADER_BYTES} bytes in all")  # Tornado's signature: subclasses may prepare asynchronously
+            raise HeadersTooLarge(f"the request's header fields are larger than {MAX_HEADER_BYTES} bytes in all")
 
     def check_request(self) -> None:
         """Checks made before any of the body is read: token and declared size."""
