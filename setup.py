@@ -40,6 +40,8 @@ EXTRAS_REQUIRE = {
     # playwright drives the system Chromium in the browser test (no browser download).
     "test": ["pytest>=8.0", "pytest-timeout>=2.2", "hypothesis>=6.100",
              "openapi-spec-validator>=0.7", "playwright>=1.40",
+             # tests/test_fuzz.py: requests generated from the served OpenAPI document.
+             "schemathesis>=4.0",
              # tests/test_typing.py: mypy and the stubs of the typed dependencies.
              "mypy>=1.10", "types-requests", "types-PyYAML", "types-ujson", "types-tqdm", "types-jsonschema"],
 }

@@ -17,11 +17,23 @@ __all__ = [
     "Conflict",
     "Finalized",
     "PayloadTooLarge",
+    "UriTooLong",
+    "HeadersTooLarge",
     "ValidationFailed",
     "DatabaseUnavailable",
     "NotSupported",
     "WritesInFlight",
+    "encodable",
 ]
+
+
+def encodable(text: str) -> str:
+    """``text`` with every lone surrogate written as a visible ``\\udxxx`` escape: UTF-8 (and JSON) can carry it.
+
+    Messages quote what the client sent; a lone surrogate from a JSON ``"\\ud800"`` escape is not
+    Unicode and would make the error body itself unwritable.
+    """
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 class AnalysisStoreError(Exception):
@@ -89,6 +101,20 @@ class PayloadTooLarge(AnalysisStoreError):
 
     status = 413
     type_name = "PayloadTooLarge"
+
+
+class UriTooLong(AnalysisStoreError):
+    """The request line's target is longer than the service reads (search with a POST body instead)."""
+
+    status = 414
+    type_name = "UriTooLong"
+
+
+class HeadersTooLarge(AnalysisStoreError):
+    """The request's header fields together are larger than the service reads."""
+
+    status = 431
+    type_name = "RequestHeaderFieldsTooLarge"
 
 
 class ValidationFailed(AnalysisStoreError):

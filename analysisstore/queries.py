@@ -360,16 +360,31 @@ def _merge(clauses: list[dict[str, Any]]) -> dict[str, Any]:
     return merged
 
 
+def _whole_number(value: Any, name: str) -> int:
+    """An integer from a query string (digits) or a search body (a JSON integer, or a float such as 5.0).
+
+    Fractions, NaN, ±Infinity (``1e400`` parses as Infinity) and booleans are a 400: never truncated.
+    """
+    if isinstance(value, float) and math.isfinite(value) and value.is_integer():
+        return int(value)
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    shown = value[:40] if isinstance(value, str) else value
+    raise BadRequest(f"{name} must be an integer, got {shown!r}")
+
+
 def parse_limit(value: Any, default: int = DEFAULT_LIMIT, maximum: int = MAX_LIMIT) -> int:
     """A page size between 1 and ``maximum``."""
     if value is None:
         return default
-    try:
-        limit = int(value)
-    except (TypeError, ValueError):
-        raise BadRequest(f"limit must be an integer, got {value!r}") from None
-    if isinstance(value, bool) or not 1 <= limit <= maximum:
-        raise BadRequest(f"limit must be between 1 and {maximum}, got {value!r}")
+    limit = _whole_number(value, "limit")
+    if not 1 <= limit <= maximum:
+        raise BadRequest(f"limit must be between 1 and {maximum}, got {limit}")
     return limit
 
 
@@ -379,6 +394,8 @@ def parse_order_by(spec: str | Iterable[str] | None) -> list[tuple[str, int]]:
         keys: list[str] = ["time"]
     elif isinstance(spec, str):
         keys = [k.strip() for k in spec.split(",") if k.strip()]
+        if not keys:
+            raise BadRequest("order_by names no field; give field names separated by commas, e.g. -time,uid")
     elif isinstance(spec, list) and all(isinstance(k, str) for k in spec):
         keys = list(spec)
     else:
@@ -386,7 +403,10 @@ def parse_order_by(spec: str | Iterable[str] | None) -> list[tuple[str, int]]:
     sort: list[tuple[str, int]] = []
     for key in keys:
         direction = -1 if key.startswith("-") else 1
-        field = check_field(key[1:] if key[:1] in "-+" else key)
+        name = key[1:] if key[:1] in "-+" else key
+        if not name.strip():
+            raise BadRequest(f"order_by holds {key!r}, which names no field")
+        field = check_field(name)
         if field in (f for f, _ in sort):
             raise BadRequest(f"order_by names {field!r} twice")
         sort.append((field, direction))
@@ -590,11 +610,8 @@ def parse_page(filt: dict[str, Any], params: Mapping[str, Any]) -> PageRequest:
         raise BadRequest("cursor must be the string returned as meta.next_cursor")
     page.cursor = cursor
     if params.get("offset") is not None:
-        try:
-            page.offset = int(params["offset"])
-        except (TypeError, ValueError):
-            raise BadRequest(f"offset must be an integer, got {params['offset']!r}") from None
-        if isinstance(params["offset"], bool) or not 0 <= page.offset <= MAX_OFFSET:
+        page.offset = _whole_number(params["offset"], "offset")
+        if not 0 <= page.offset <= MAX_OFFSET:
             raise BadRequest(f"offset must be between 0 and {MAX_OFFSET}; page further with cursor")
         if cursor is not None:
             raise BadRequest("give either offset or cursor, not both")

@@ -55,6 +55,7 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
     from tornado.netutil import bind_sockets
 
     from .app import make_app  # after PROMETHEUS_MULTIPROC_DIR is set
+    from .handlers.base import HEADER_READ_BYTES
     from .store import Store
     from .upgrade import LayoutError, check_layout, refusal_line
 
@@ -79,8 +80,9 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
     watch = asyncio.create_task(_watch_database(embedded)) if embedded is not None else None
     # Body limits are enforced per route by the handlers while the body streams in (JSON 413).
     # The idle timeout also bounds how long the headers may take to arrive.
+    # A head larger than the handlers' limits is still read, so that it is answered with a JSON 414/431.
     server = HTTPServer(app, max_body_size=config.max_body_bytes + 1, body_timeout=config.body_timeout_seconds,
-                        idle_connection_timeout=config.idle_timeout_seconds)
+                        idle_connection_timeout=config.idle_timeout_seconds, max_header_size=HEADER_READ_BYTES)
     server.add_sockets(sockets or bind_sockets(config.port, config.host))
     log.info("analysisstore listening on http://%s:%d (database %r, auth %s)", config.host, config.port,
              config.database, "on" if config.auth_enabled else "off")

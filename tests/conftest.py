@@ -23,6 +23,7 @@ from tornado.netutil import bind_sockets
 from analysisstore.app import make_app
 from analysisstore.config import ServiceConfig
 from analysisstore.embedded import MEMORY, EmbeddedMongo
+from analysisstore.handlers.base import HEADER_READ_BYTES
 from analysisstore.store import Store
 
 from helpers import header_doc, post, stream_doc
@@ -94,7 +95,8 @@ async def _start(config: ServiceConfig, uri: str, create_indexes: bool) -> tuple
     store = Store.for_service(config, uri)
     if create_indexes:
         await store.ensure_indexes()
-    server = HTTPServer(make_app(store, config), max_body_size=config.max_body_bytes + 1)
+    server = HTTPServer(make_app(store, config), max_body_size=config.max_body_bytes + 1,
+                        max_header_size=HEADER_READ_BYTES)
     sockets = bind_sockets(0, "127.0.0.1")
     server.add_sockets(sockets)
     return server, store, sockets[0].getsockname()[1]

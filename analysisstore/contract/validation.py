@@ -82,7 +82,9 @@ def json_kind(value: Any) -> str:
     if isinstance(value, (int, float)):
         return f"the number {value}"
     if isinstance(value, str):
-        return f'the string "{value[:40]}"' + ("..." if len(value) > 40 else "")
+        # A lone surrogate is written as a visible escape, so the message itself stays encodable.
+        quoted = value[:40].encode("utf-8", "backslashreplace").decode("utf-8")
+        return f'the string "{quoted}"' + ("..." if len(value) > 40 else "")
     return "an array" if isinstance(value, list) else "an object"
 
 

@@ -20,15 +20,19 @@ from ..errors import (
     BadRequest,
     DatabaseUnavailable,
     Forbidden,
+    HeadersTooLarge,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
+    UriTooLong,
+    encodable,
 )
 from ..metrics import Metrics
 from ..schemas.json_numbers import mentions_tag, tag_nonfinite, untag_nonfinite
 from ..store import Store
 
-__all__ = ["BaseHandler", "NotFoundHandler", "OPEN", "dumps", "error_body", "loads"]
+__all__ = ["BaseHandler", "HEADER_READ_BYTES", "MAX_HEADER_BYTES", "MAX_URI_BYTES", "NotFoundHandler", "OPEN", "dumps",
+           "error_body", "loads"]
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +43,12 @@ DRAIN_BYTES = 1 << 20
 #: The transport must never cut a body short with its bare-text 400: every handler
 #: streams its body and enforces its own limit with the JSON 413.
 _UNBOUNDED = 1 << 62
+#: Longest request target and largest header block a handler accepts (JSON 414 / 431 above).
+MAX_URI_BYTES = 64 * 1024
+MAX_HEADER_BYTES = 64 * 1024
+#: What the HTTP server reads of a request's head before giving up and closing the connection
+#: (Tornado's max_header_size): larger than the limits above, so that they are answered in JSON.
+HEADER_READ_BYTES = 1024 * 1024
 
 
 def dumps(obj: Any) -> str:
@@ -205,10 +215,20 @@ class BaseHandler(RequestHandler):
             self.http1.set_max_body_size(_UNBOUNDED)
             self.http1.set_body_timeout(self.config.body_timeout_seconds)
         try:
+            self._check_head_size()
             self.check_request()
         except AnalysisStoreError as exc:
             self._refuse(exc)
         return None  # Tornado's signature: subclasses may prepare asynchronously
+
+    def _check_head_size(self) -> None:
+        """The JSON 414/431 that Tornado itself would answer by closing the connection (see HEADER_READ_BYTES)."""
+        if len(self.request.uri or "") > MAX_URI_BYTES:
+            raise UriTooLong(f"the request target is longer than {MAX_URI_BYTES} bytes; "
+                             "send a long query as the body of POST /api/v1/{doc_type}/search")
+        size = sum(len(name) + len(value) + 4 for name, value in self.request.headers.get_all())
+        if size > MAX_HEADER_BYTES:
+            raise HeadersTooLarge(f"the request's header fields are larger than {MAX_HEADER_BYTES} bytes in all")
 
     def check_request(self) -> None:
         """Checks made before any of the body is read: token and declared size."""
@@ -220,7 +240,7 @@ class BaseHandler(RequestHandler):
 
     def _declared_length(self) -> int | None:
         declared = self.request.headers.get("Content-Length")
-        return int(declared) if declared is not None and declared.isdigit() else None
+        return int(declared) if declared is not None and declared.isascii() and declared.isdigit() else None
 
     def _refuse(self, exc: AnalysisStoreError) -> None:
         """Answer ``exc`` after reading a small body to its end, else at once and close the connection.
@@ -319,9 +339,24 @@ class BaseHandler(RequestHandler):
             message = f"internal error; report request id {self.request_id} to the operators"
         self.set_status(status)
         self.set_header("Content-Type", "application/json; charset=UTF-8")
+        if status == 405:
+            self.set_header("Allow", ", ".join(self.allowed_methods()))
         if self._close_after_error:
             self.set_header("Connection", "close")
-        self.finish(dumps(error_body(status, type_name, message, details, self.request_id)))
+        body = error_body(status, type_name, message, details, self.request_id)
+        try:
+            text = dumps(body)
+        except (TypeError, ValueError, OverflowError):  # UnicodeEncodeError is a ValueError
+            # A message or detail quoting what JSON cannot carry: escape it rather than lose the answer.
+            log.warning("error body of %s %s needed escaping [%s]", self.request.method, self.request.path,
+                        self.request_id)
+            text = dumps(_encodable_value(body))
+        self.finish(text)
+
+    def allowed_methods(self) -> list[str]:
+        """The methods this route serves (the Allow header of a 405)."""
+        return [method for method in self.SUPPORTED_METHODS
+                if getattr(type(self), method.lower()) is not getattr(RequestHandler, method.lower())]
 
     def on_finish(self) -> None:
         route = type(self).__name__
@@ -338,6 +373,21 @@ class BaseHandler(RequestHandler):
         else:
             log.error("unhandled error on %s %s [%s]", self.request.method, self.request.path,
                       self.request_id, exc_info=(typ, value, tb))
+
+
+def _encodable_value(value: Any) -> Any:
+    """A JSON value any encoder can write: strings escaped, anything unknown as its escaped text."""
+    if value is None or isinstance(value, bool):
+        return value
+    if isinstance(value, int):  # beyond 64 bits ujson refuses it
+        return value if -(1 << 63) <= value < (1 << 64) else str(value)
+    if isinstance(value, float):
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, dict):
+        return {encodable(str(key)): _encodable_value(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_encodable_value(item) for item in value]
+    return encodable(value if isinstance(value, str) else repr(value))
 
 
 class NotFoundHandler(BaseHandler):

@@ -207,7 +207,7 @@ class DocumentHandler(BaseHandler):
         raw = self.request.headers.get(EXPECT_REVISION_HEADER)
         if raw is None:
             return None
-        if not raw.strip().isdigit() or len(raw.strip()) > 12:
+        if not (raw.strip().isascii() and raw.strip().isdigit()) or len(raw.strip()) > 12:  # not '²' (latin-1 0xB2)
             raise BadRequest(f"{EXPECT_REVISION_HEADER} is a revision number (0, 1, ...), not {raw[:40]!r}")
         return int(raw)
 

@@ -20,7 +20,8 @@ log = logging.getLogger(__name__)
 _NAME = re.compile(r"[^\x00-\x1f\x7f/\\]{1,255}")
 _UID = re.compile(r"[^\x00-\x1f\x7f]{1,255}")
 _SHA256 = re.compile(r"[0-9A-Fa-f]{64}")
-_RANGE = re.compile(r"bytes=(\d*)-(\d*)")
+_RANGE = re.compile(r"bytes=([0-9]*)-([0-9]*)")
+_BEYOND_ANY_FILE = 10**18
 _TOKEN = r"[A-Za-z0-9!#$&^_.+-]{1,127}"
 #: A plain media type (RFC 9110), parameters separated by "; "; anything else is served as octet-stream.
 _MEDIA_TYPE = re.compile(rf'{_TOKEN}/{_TOKEN}( ?; ?{_TOKEN}=({_TOKEN}|"[ !#-\[\]-~]*"))*')
@@ -65,7 +66,7 @@ class FileUploadHandler(BaseHandler):
         if self.http1 is not None:
             self.http1.set_max_body_size(limit + _DRAIN_LIMIT)
         declared = self.request.headers.get("Content-Length", "")
-        if declared.isdigit() and int(declared) > limit:
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
             self._refusal = PayloadTooLarge(f"file larger than {limit} bytes (the max_file_bytes setting)")
             if int(declared) > limit + _DRAIN_LIMIT:
                 raise self._refusal  # too much to read and drop: the connection closes
@@ -151,11 +152,11 @@ class FileHandler(BaseHandler):
         match = _RANGE.fullmatch(header.strip()) if header else None
         if header is None or match is None or match.groups() == ("", ""):
             return 0, size
-        first, last = match.groups()
-        if first == "":
-            start, end = max(0, size - int(last)), size
+        first, last = (_byte_position(text) for text in match.groups())
+        if first is None:
+            start, end = max(0, size - (last or 0)), size
         else:
-            start, end = int(first), min(size, int(last) + 1 if last else size)
+            start, end = first, min(size, last + 1 if last is not None else size)
         if start >= end:
             raise _RangeNotSatisfiable(f"range {header!r} is outside the file's {size} bytes", size)
         return start, end
@@ -165,6 +166,14 @@ class FileHandler(BaseHandler):
         if isinstance(exc, _RangeNotSatisfiable):  # headers set before the error are cleared: set it here
             self.set_header("Content-Range", f"bytes */{exc.size}")
         super().write_error(status_code, **kwargs)
+
+
+def _byte_position(digits: str) -> int | None:
+    """A Range bound; one past any file size when it has more digits than a 64-bit size (int() refuses thousands)."""
+    if not digits:
+        return None
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= 18 else _BEYOND_ANY_FILE
 
 
 class _RangeNotSatisfiable(AnalysisStoreError):

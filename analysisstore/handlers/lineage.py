@@ -18,7 +18,7 @@ class LineageBase(BaseHandler):
 
     def depth(self) -> int:
         text = self.get_query_argument("depth", str(DEFAULT_DEPTH))
-        if not text.isdigit() or len(text) > 6:
+        if not (text.isascii() and text.isdigit()) or len(text) > 6:  # '²'.isdigit() is true, int('²') fails
             raise BadRequest(f"depth takes a whole number, got {text!r}")
         return int(text)
 
