@@ -57,8 +57,8 @@ class Changes:
                 f"may still change, not {', '.join(sorted(tops - MUTABLE_AFTER_TAIL))}"
             )
 
-    def apply(self, stored: dict[str, Any]) -> dict[str, Any]:
-        """The document as it will be, validated against its schema (422 if it would be invalid)."""
+    def apply(self, doc_type: str, stored: dict[str, Any]) -> dict[str, Any]:
+        """``stored`` (a ``doc_type``) as it will be, validated against its schema (422 if it would be invalid)."""
         updated = copy.deepcopy(stored)
         updated.pop(REVISION_FIELD, None)
         for name, value in self.set.items():
@@ -76,8 +76,4 @@ class Changes:
                 parent = parent.get(step) if isinstance(parent, dict) else None
             if isinstance(parent, dict):
                 parent.pop(leaf, None)
-        return prepare(self._doc_type_of(stored), updated, now=stored["time"])[0]
-
-    @staticmethod
-    def _doc_type_of(stored: dict[str, Any]) -> str:
-        return "analysis_tail" if "exit_status" in stored else "analysis_header"
+        return prepare(doc_type, updated, now=stored["time"])[0]

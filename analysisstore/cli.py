@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
-from .config import default_data_dir
+from .config import add_setting_flags, default_data_dir, flags_given
 
 if TYPE_CHECKING:
     import subprocess
@@ -56,18 +56,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--config", type=Path, help="YAML config file")
     serve.add_argument("--print-config", action="store_true", help="print the effective settings and exit")
-    serve.add_argument("--host", help="address to listen on (default: 127.0.0.1)")
-    serve.add_argument("--port", help="port to listen on (default: 8999)")
-    serve.add_argument("--mongo-uri", help="MongoDB URI, e.g. mongodb://db.example:27017 (default: embedded)")
-    serve.add_argument("--database", help="database name (default: analysisstore)")
-    serve.add_argument("--data-dir", help=f"embedded database directory (default: {default_data_dir()})")
-    serve.add_argument("--processes", help="worker processes sharing the port (default: 1)")
-    serve.add_argument("--pid-file", help="write the main process id to this file")
-    serve.add_argument("--log-level", help="debug, info, warning or error (default: info)")
-    serve.add_argument("--log-format", help="text or json (default: text)")
-    serve.add_argument("--log-file", help="log to this file instead of stderr")
-    serve.add_argument("--stale-after", type=float, metavar="HOURS",
-                       help="report an analysis without a tail as 'stale' after this many hours (default: 24)")
+    add_setting_flags(serve)
+    serve.add_argument("--stale-after", dest="stale_after_seconds", type=_hours_unless_unit, metavar="HOURS",
+                       help="the 0.x spelling of --stale-after-seconds, kept for scripts: a bare number is hours")
 
     token = sub.add_parser("token", help="make access tokens",
                            description="Token management. Tokens are stored hashed in the config file.")
@@ -492,19 +483,17 @@ def _run_import(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
-_SERVE_FLAGS = ("host", "port", "mongo_uri", "database", "data_dir", "processes", "pid_file", "log_level",
-                "log_format", "log_file")
+def _hours_unless_unit(text: str) -> str:
+    """``--stale-after 24`` meant hours; a value with a unit (``90m``, ``2d``) is taken as it says."""
+    return f"{text.strip()}h" if text.strip().replace(".", "", 1).isdigit() else text
 
 
 def _run_serve(args: argparse.Namespace) -> int:
     from .config import ConfigError, load_config
     from .logs import configure_logging
 
-    flags = {key: getattr(args, key) for key in _SERVE_FLAGS if getattr(args, key) is not None}
-    if args.stale_after is not None:
-        flags["stale_after_seconds"] = args.stale_after * 3600.0
     try:
-        config = load_config(flags, args.config)
+        config = load_config(flags_given(args), args.config)
     except ConfigError as exc:
         print(f"analysisstore: configuration error: {exc}", file=sys.stderr)
         return 2

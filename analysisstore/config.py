@@ -6,8 +6,10 @@ message naming the key and its source.
 """
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import os
+import re
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -16,7 +18,7 @@ import platformdirs
 import yaml
 
 __all__ = ["ServiceConfig", "ConfigError", "TokenEntry", "default_data_dir", "default_config_paths",
-           "load_config", "SETTINGS"]
+           "load_config", "SETTINGS", "add_setting_flags", "flags_given", "flag_name", "flag_help"]
 
 
 class ConfigError(ValueError):
@@ -65,6 +67,29 @@ def _float(low: float) -> Callable[[Any], float]:
             raise ValueError(f"expected at least {low}")
         return number
     return parse
+
+
+#: Suffixes a duration may carry instead of being a number of seconds (``90m``, ``24h``, ``7d``).
+DURATION_UNITS = {"s": 1.0, "m": 60.0, "h": 3_600.0, "d": 86_400.0, "w": 604_800.0}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+
+
+class _Seconds:
+    """A duration: a number of seconds, or a number with a unit (``s``, ``m``, ``h``, ``d``, ``w``)."""
+
+    def __init__(self, low: float) -> None:
+        self.as_number = _float(low)
+
+    def __call__(self, value: Any) -> float:
+        if isinstance(value, str):
+            match = _DURATION.match(value)
+            if match is not None:
+                return self.as_number(float(match.group(1)) * DURATION_UNITS[match.group(2)])
+            try:
+                float(value)
+            except ValueError:
+                raise ValueError("expected seconds, or a number with a unit such as 90m, 24h, 7d") from None
+        return self.as_number(value)
 
 
 def _bool(value: Any) -> bool:
@@ -149,45 +174,67 @@ def _tokens(value: Any) -> tuple[TokenEntry, ...]:
 
 @dataclass(frozen=True)
 class Setting:
+    """One setting: how its value is parsed, what it means, and how its flag shows it.
+
+    The unit comes from the key's suffix (``_seconds``, ``_ms``, ``_bytes``)
+    and the default from :class:`ServiceConfig`, so neither is written twice.
+    """
+
     parse: Callable[[Any], Any]
     help: str
     secret: bool = False
+    #: The flag's placeholder; by default the unit (SECONDS, MS, BYTES) or VALUE.
+    metavar: str | None = None
+    #: What an unset (None) default means, for ``--help``.
+    when_unset: str | Callable[[], str] = "not set"
+    #: Why this setting has no command-line flag (None: it has one).
+    no_flag: str | None = None
 
 
 #: Every setting: the config-file key; ``ASST_<KEY>`` in the environment; ``--key-with-dashes`` as a flag.
 SETTINGS: dict[str, Setting] = {
-    "host": Setting(_str, "address to listen on"),
-    "port": Setting(_int(0, 65535), "port to listen on"),
-    "mongo_uri": Setting(_optional_str, "MongoDB URI; empty: the embedded database", secret=True),
-    "database": Setting(_str, "database name"),
-    "data_dir": Setting(_optional_path, "embedded database directory"),
-    "processes": Setting(_int(1, 64), "worker processes sharing the port"),
-    "pid_file": Setting(_optional_path, "write the main process id here"),
-    "log_level": Setting(_choice("debug", "info", "warning", "error"), "log verbosity"),
-    "log_format": Setting(_choice("text", "json"), "log line format"),
-    "log_file": Setting(_optional_path, "log to this file instead of stderr"),
+    "host": Setting(_str, "address to listen on", metavar="ADDRESS"),
+    "port": Setting(_int(0, 65535), "port to listen on", metavar="PORT"),
+    "mongo_uri": Setting(_optional_str, "MongoDB URI, e.g. mongodb://db.example:27017", secret=True, metavar="URI",
+                         when_unset="the embedded database"),
+    "database": Setting(_str, "database name", metavar="NAME"),
+    "data_dir": Setting(_optional_path, "embedded database directory", metavar="DIR",
+                        when_unset=lambda: str(default_data_dir())),
+    "processes": Setting(_int(1, 64), "worker processes sharing the port", metavar="N"),
+    "pid_file": Setting(_optional_path, "write the main process id to this file", metavar="PATH"),
+    "log_level": Setting(_choice("debug", "info", "warning", "error"), "log verbosity: debug, info, warning or error",
+                         metavar="LEVEL"),
+    "log_format": Setting(_choice("text", "json"), "log line format: text or json", metavar="FORMAT"),
+    "log_file": Setting(_optional_path, "log to this file", metavar="PATH", when_unset="stderr"),
     "max_body_bytes": Setting(_int(1024), "largest request body (413 above)"),
     "max_query_bytes": Setting(_int(1024), "largest body of a request that only asks (search, PATCH) (413 above)"),
-    "max_bulk_items": Setting(_int(1), "most documents in one bulk request (413 above)"),
+    "max_bulk_items": Setting(_int(1), "most documents in one bulk request (413 above)", metavar="N"),
     "max_file_bytes": Setting(_int(1), "largest file attached to an analysis (413 above)"),
-    "body_timeout_seconds": Setting(_float(0.01), "close a connection whose request body takes longer than this"),
-    "idle_timeout_seconds": Setting(_float(0.01), "close a connection idle (or sending headers) this long"),
-    "stream_stall_seconds": Setting(_float(0.01), "abort a streamed read, freeing its database cursor, when "
+    "body_timeout_seconds": Setting(_Seconds(0.01), "close a connection whose request body takes longer than this"),
+    "idle_timeout_seconds": Setting(_Seconds(0.01), "close a connection idle (or sending headers) this long"),
+    "stream_stall_seconds": Setting(_Seconds(0.01), "abort a streamed read, freeing its database cursor, when "
                                     "the client reads nothing for this long"),
     "query_max_time_ms": Setting(_int(1), "database time limit of a query answered as one page"),
     "stream_max_time_ms": Setting(_int(1), "database time limit of a streamed read (NDJSON, bundle download)"),
     "db_timeout_ms": Setting(_int(1), "how long to wait for the database before answering 503"),
-    "retry_after_seconds": Setting(_int(1), "Retry-After sent with 503"),
-    "stale_after_seconds": Setting(_float(1.0), "age after which an analysis without tail is 'stale'"),
-    "require_auth": Setting(_optional_bool, "require tokens (auto: when listening beyond loopback)"),
-    "tokens": Setting(_tokens, "accepted tokens: [{name, sha256, scopes}]", secret=True),
-    "token_file": Setting(_optional_path, "YAML file with more tokens (same shape as 'tokens')"),
-    "metrics_public": Setting(_bool, "serve /metrics without a token when auth is on"),
-    "cors_origins": Setting(_str_list, "browser origins allowed to call the API (CORS)"),
-    "drain_seconds": Setting(_float(0.0), "how long SIGTERM waits for in-flight requests"),
-    "cursor_secret": Setting(_optional_secret, "key signing paging cursors; empty: one generated and kept in "
-                                               "the database, shared by every worker and host", secret=True),
+    "retry_after_seconds": Setting(_int(1), "Retry-After sent with 503, a whole number"),
+    "stale_after_seconds": Setting(_Seconds(1.0), "age after which an analysis without tail is 'stale'"),
+    "require_auth": Setting(_optional_bool, "require tokens: true, false or auto", metavar="BOOL",
+                            when_unset="auto: when listening beyond loopback"),
+    "tokens": Setting(_tokens, "accepted tokens: [{name, sha256, scopes}]", secret=True,
+                      no_flag="a list of records: put it in the config file or in --token-file"),
+    "token_file": Setting(_optional_path, "YAML file with more tokens (same shape as 'tokens')", metavar="PATH"),
+    "metrics_public": Setting(_bool, "serve /metrics without a token when auth is on", metavar="BOOL"),
+    "cors_origins": Setting(_str_list, "browser origins allowed to call the API (CORS), comma-separated",
+                            metavar="ORIGINS"),
+    "drain_seconds": Setting(_Seconds(0.0), "how long SIGTERM waits for in-flight requests"),
+    "cursor_secret": Setting(_optional_secret, "key signing paging cursors", secret=True,
+                             when_unset="one generated and kept in the database, shared by every worker and host",
+                             no_flag="a secret: on a command line every local user could read it (ps)"),
 }
+
+#: The unit of a setting, from its key's suffix: stated once, in the flag's help.
+_UNITS = {"_seconds": ("SECONDS", "seconds"), "_ms": ("MS", "milliseconds"), "_bytes": ("BYTES", "bytes")}
 
 
 @dataclass(frozen=True)
@@ -342,3 +389,57 @@ def _read_yaml_list(path: Path) -> list[Any]:
 
 def config_fields() -> list[str]:
     return [f.name for f in fields(ServiceConfig) if f.name != "sources"]
+
+
+# ---- command-line flags, generated from SETTINGS (as JupyterHub derives its aliases from its traits) ----
+
+def flag_name(key: str) -> str:
+    """The command-line flag of setting ``key``: ``max_body_bytes`` → ``--max-body-bytes``."""
+    return "--" + key.replace("_", "-")
+
+
+def _unit(key: str) -> tuple[str, str] | None:
+    return next((unit for suffix, unit in _UNITS.items() if key.endswith(suffix)), None)
+
+
+def _shown_default(setting: Setting, value: Any) -> str:
+    if value is None:
+        return setting.when_unset() if callable(setting.when_unset) else setting.when_unset
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, tuple):
+        return ", ".join(value) or "none"
+    return str(value)
+
+
+def flag_help(key: str) -> str:
+    """The ``--help`` line of a setting: what it does, its unit, its default (each said once)."""
+    setting = SETTINGS[key]
+    unit = _unit(key)
+    default = _shown_default(setting, next(f.default for f in fields(ServiceConfig) if f.name == key))
+    text = f"{setting.help}; in {unit[1]}" if unit else setting.help
+    if isinstance(setting.parse, _Seconds):
+        text += " (or with a unit: 90m, 24h, 7d)"
+    return f"{text} (default: {default})"
+
+
+def add_setting_flags(parser: argparse.ArgumentParser) -> None:
+    """One ``--key-with-dashes`` flag per setting; a flag given overrides the file and the environment.
+
+    Flags keep their raw text (None when not given): :func:`load_config` parses
+    them like every other source, so a bad flag is reported naming the flag.
+    """
+    group = parser.add_argument_group("settings (each also a config-file key and an ASST_<KEY> variable)")
+    for key, setting in SETTINGS.items():
+        if setting.no_flag is not None:
+            continue
+        unit = _unit(key)
+        metavar = setting.metavar or (unit[0] if unit else "VALUE")
+        group.add_argument(flag_name(key), dest=key, metavar=metavar, help=flag_help(key).replace("%", "%%"))
+
+
+def flags_given(args: argparse.Namespace) -> dict[str, Any]:
+    """The settings given as flags on this command line (for :func:`load_config`)."""
+    return {key: getattr(args, key) for key in SETTINGS if getattr(args, key, None) is not None}

@@ -1,29 +1,56 @@
 """Prometheus metrics (prometheus_client: the reference implementation, kept by the Prometheus project).
 
 One registry per application, so several apps in one process (tests) count
-separately. With several worker processes the values live in the directory
-named by ``PROMETHEUS_MULTIPROC_DIR`` (set by the server before forking) and
-every worker serves the sum.
+separately. With several worker processes each worker writes its values to
+files in one directory, handed to :class:`Metrics` by the server, and every
+worker serves the sum of all of them.
 """
 from __future__ import annotations
 
+import logging
 import os
+from pathlib import Path
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, values
 from prometheus_client.multiprocess import MultiProcessCollector
 
-__all__ = ["Metrics", "CONTENT_TYPE"]
+__all__ = ["Metrics", "CONTENT_TYPE", "MULTIPROCESS_ENV"]
+
+log = logging.getLogger(__name__)
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+#: The variable prometheus_client reads its multiprocess directory from.
+MULTIPROCESS_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def _write_values_to(directory: Path) -> None:
+    """Have this process's metric values kept in files in ``directory``, whenever prometheus_client was imported.
+
+    prometheus_client picks in-memory or file-backed values once, when it is
+    first imported, from the environment; a program that imported it before
+    the directory was chosen (or forked after that) would count in memory,
+    unseen by the other workers. So the choice is made here, explicitly; the
+    variable stays set because the library opens its files by it.
+    """
+    os.environ[MULTIPROCESS_ENV] = str(directory)
+    if values.ValueClass is values.MutexValue:
+        log.debug("prometheus_client was imported before its multiprocess directory was set; switching it")
+        values.ValueClass = values.MultiProcessValue()
 
 
 class Metrics:
-    """The service's counters and histograms."""
+    """The service's counters and histograms.
 
-    def __init__(self) -> None:
-        self.multiprocess = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+    ``multiprocess_dir``: the directory every worker of one service writes
+    its values to (None: a single process, values in this registry only).
+    """
+
+    def __init__(self, multiprocess_dir: Path | None = None) -> None:
+        self.multiprocess_dir = multiprocess_dir
         self.registry = CollectorRegistry()
-        owner = None if self.multiprocess else self.registry
+        if multiprocess_dir is not None:
+            _write_values_to(multiprocess_dir)
+        owner = None if multiprocess_dir is not None else self.registry
         self.requests = Counter("analysisstore_requests_total", "HTTP requests by route, method and status",
                                 ["route", "method", "status"], registry=owner)
         self.latency = Histogram("analysisstore_request_duration_seconds", "HTTP request latency by route",
@@ -33,8 +60,8 @@ class Metrics:
                                 ["doc_type"], registry=owner)
         self.database_errors = Counter("analysisstore_database_errors_total",
                                        "Requests that failed because the database did not answer", registry=owner)
-        if self.multiprocess:
-            MultiProcessCollector(self.registry)
+        if multiprocess_dir is not None:
+            MultiProcessCollector(self.registry, path=str(multiprocess_dir))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

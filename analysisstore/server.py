@@ -45,17 +45,20 @@ def _without_credentials(uri: str) -> str:
 
 
 async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socket.socket] | None = None,
-                      embedded: EmbeddedMongo | None = None) -> None:
+                      embedded: EmbeddedMongo | None = None, metrics_dir: Path | None = None) -> None:
     """Serve until SIGTERM or SIGINT, then stop listening, drain in-flight requests, close the DB client.
 
     With ``embedded`` (the database child of this process) the service also
     restarts it when it dies, and ``/healthz`` reports it while it is down.
+    ``metrics_dir``: the directory the workers of one service share their
+    metrics through (None: this process's own).
     """
     from tornado.httpserver import HTTPServer
     from tornado.netutil import bind_sockets
 
-    from .app import make_app  # after PROMETHEUS_MULTIPROC_DIR is set
+    from .app import make_app
     from .handlers.base import HEADER_READ_BYTES
+    from .metrics import Metrics
     from .store import Store
     from .upgrade import LayoutError, check_layout, refusal_line
 
@@ -75,7 +78,7 @@ async def run_service(config: ServiceConfig, mongo_uri: str, sockets: list[socke
     except RuntimeError as exc:
         await store.close()
         raise SystemExit(str(exc)) from None
-    app = make_app(store, config)
+    app = make_app(store, config, Metrics(metrics_dir))
     app.settings["embedded"] = embedded
     watch = asyncio.create_task(_watch_database(embedded)) if embedded is not None else None
     # Body limits are enforced per route by the handlers while the body streams in (JSON 413).
@@ -125,7 +128,8 @@ def _die_with_parent() -> None:
         log.debug("cannot ask to die with the parent process")
 
 
-def _supervise(config: ServiceConfig, mongo_uri: str, embedded: EmbeddedMongo | None = None) -> None:
+def _supervise(config: ServiceConfig, mongo_uri: str, metrics_dir: Path,
+               embedded: EmbeddedMongo | None = None) -> None:
     """Fork ``config.processes`` workers on one bound port; pass signals on; wait for all of them.
 
     The embedded database is the supervisor's child too: when it dies it is
@@ -144,7 +148,7 @@ def _supervise(config: ServiceConfig, mongo_uri: str, embedded: EmbeddedMongo | 
             _die_with_parent()  # a worker whose supervisor is killed outright drains and exits too
             code = 0
             try:
-                asyncio.run(run_service(config, mongo_uri, sockets))
+                asyncio.run(run_service(config, mongo_uri, sockets, metrics_dir=metrics_dir))
             except SystemExit as exc:
                 code = exc.code if isinstance(exc.code, int) else 1
                 if not isinstance(exc.code, int):
@@ -203,15 +207,25 @@ def _supervise(config: ServiceConfig, mongo_uri: str, embedded: EmbeddedMongo | 
         raise SystemExit(1)
 
 
+def _metrics_dir(config: ServiceConfig, stack: ExitStack) -> Path | None:
+    """Where the workers share their metrics: the operator's ``PROMETHEUS_MULTIPROC_DIR`` if set, else a
+    directory of this run (removed at exit) when there are several workers, else none."""
+    from .metrics import MULTIPROCESS_ENV
+
+    if os.environ.get(MULTIPROCESS_ENV):
+        return Path(os.environ[MULTIPROCESS_ENV])
+    if config.processes > 1:
+        return Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-metrics-")))
+    return None
+
+
 def serve(config: ServiceConfig) -> None:
     """Start the embedded database unless a URI is configured, run the service, stop both."""
     with ExitStack() as stack:
         if config.pid_file:
             _write_pid_file(config.pid_file)
             stack.callback(lambda: config.pid_file.unlink(missing_ok=True))  # type: ignore[union-attr]
-        if config.processes > 1 and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-            metrics_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-metrics-"))
-            os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        metrics_dir = _metrics_dir(config, stack)
         mongo_uri = config.mongo_uri
         embedded = None
         if not mongo_uri:
@@ -222,6 +236,7 @@ def serve(config: ServiceConfig) -> None:
         if config.processes > 1:
             if sys.platform == "win32":
                 raise SystemExit("--processes > 1 needs fork (Linux, macOS)")
-            _supervise(config, mongo_uri, embedded)
+            assert metrics_dir is not None  # made for every service of several processes
+            _supervise(config, mongo_uri, metrics_dir, embedded)
         else:
-            asyncio.run(run_service(config, mongo_uri, embedded=embedded))
+            asyncio.run(run_service(config, mongo_uri, embedded=embedded, metrics_dir=metrics_dir))

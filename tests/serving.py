@@ -25,14 +25,19 @@ def free_port() -> int:
 class Serve:
     """One `analysisstore serve` child process, which reports readiness on a notify socket."""
 
-    def __init__(self, *args: str) -> None:
+    def __init__(self, *args: str, imported_first: str = "") -> None:
+        """``imported_first``: a module the process imports before the command line runs (import-order tests)."""
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.workers = int(args[args.index("--processes") + 1]) if "--processes" in args else 1
         self.ready = ReadyListener()
+        launcher = ["-m", "analysisstore.cli"]
+        if imported_first:
+            launcher = ["-c", f"import {imported_first}, runpy; runpy.run_module('analysisstore.cli', "
+                              "run_name='__main__', alter_sys=True)"]
         # Its own process group, so kill() also reaches worker processes (--processes N).
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "analysisstore.cli", "serve", "--port", str(self.port), *args],
+            [sys.executable, *launcher, "serve", "--port", str(self.port), *args],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True,
             env=self.ready.env(),
         )

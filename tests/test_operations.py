@@ -114,6 +114,34 @@ def test_two_workers_eight_clients_4000_headers(mongo_uri, mongo):
         mongo.drop_database(name)
 
 
+@pytest.mark.timeout(600)
+def test_workers_sum_their_metrics_whatever_was_imported_first(mongo_uri, mongo):
+    """prometheus_client imported before the service starts: two workers still serve the sum of both counts."""
+    name = f"asst_metrics_{uuid.uuid4().hex[:8]}"
+    server = Serve("--mongo-uri", mongo_uri, "--database", name, "--processes", "2", "--log-level", "warning",
+                   imported_first="prometheus_client")
+    try:
+        server.wait_ready()
+
+        def client_run(n: int) -> int:
+            with requests.Session() as session:  # one connection per client: the kernel spreads them
+                return sum(session.post(f"{server.url}/api/v1/analysis_header", json=header_doc(uid=f"m{n}-{i}"),
+                                        timeout=60).status_code == 201 for i in range(50))
+
+        with ThreadPoolExecutor(4) as pool:
+            assert sum(pool.map(client_run, range(4))) == 200
+        for _ in range(4):  # whichever worker answers, it reports both workers' counts
+            metrics = requests.get(f"{server.url}/metrics", timeout=30).text
+            total = sum(float(line.rsplit(" ", 1)[1]) for line in metrics.splitlines()
+                        if line.startswith("analysisstore_documents_inserted_total{") and "analysis_header" in line)
+            assert total == 200
+        code, output = server.terminate()
+        assert code == 0, output
+    finally:
+        server.kill()
+        mongo.drop_database(name)
+
+
 def test_database_outage_gives_503_then_recovers(start_service, tmp_path):
     """The database stops: 503 with Retry-After; it returns on the same address: the service recovers alone."""
     port = free_port()

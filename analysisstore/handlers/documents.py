@@ -21,6 +21,7 @@ from ..queries import (
     projection,
 )
 from ..schemas import DOC_TYPES
+from ..updates import update
 from ._stream_end import END_PREFERENCE, end_broken_stream, end_line, error_line, wants_end_line
 from .base import BaseHandler, dumps
 
@@ -194,9 +195,8 @@ class DocumentHandler(BaseHandler):
             raise MethodNotAllowed(f"{doc_type} documents are immutable; only analysis_header and "
                                    "analysis_tail can be updated")
         changes = Changes.parse(self.json_body())
-        updated = await self.store.update(doc_type, uid, changes, self.request_id,
-                                          expect_revision=self._expected_revision(),
-                                          replaced_at=self.restore_time())
+        updated = await update(self.store, doc_type, uid, changes, self.request_id,
+                               expect_revision=self._expected_revision(), replaced_at=self.restore_time())
         if not self.may_read:  # a write-only token must not read documents through the answer
             updated = {"uid": updated["uid"], REVISION_FIELD: updated[REVISION_FIELD]}
         self.write_json(updated)

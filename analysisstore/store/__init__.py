@@ -25,10 +25,10 @@ from ._changes import ChangeFeed, MirrorPositions
 from ._fence import FENCE_COLLECTION, Fence
 from ._files import AttachmentStore, Upload
 from ._layout import UpgradeRequired
-from ._reads import ReadsMixin
-from ._service import ServiceMixin
-from ._updates import UpdatesMixin
-from ._writes import WritesMixin
+from ._reads import Reads
+from ._revisions import Revisions
+from ._service import SharedSecrets
+from ._writes import Writes
 
 if TYPE_CHECKING:
     from ..config import ServiceConfig
@@ -39,8 +39,14 @@ __all__ = ["Store", "AttachmentStore", "Upload", "MAX_LINEAGE_DEPTH", "MAX_LINEA
 log = logging.getLogger(__name__)
 
 
-class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
-    """Documents of one database, with the analysis invariants enforced on every write."""
+class Store:
+    """Documents of one database, with the analysis invariants enforced on every write.
+
+    Made of small parts, each given the collaborators it uses: writes, reads,
+    revisions (changes that keep the earlier version), the deployment's shared
+    secrets, files, the change feed. The methods below are the store's API;
+    each hands the call to the part that owns it.
+    """
 
     def __init__(self, client: AsyncMongoClient, database: str, max_time_ms: int = 10_000,
                  stream_max_time_ms: int = 300_000) -> None:
@@ -55,6 +61,10 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
         self.files = AttachmentStore(self.db, max_time_ms, self.fence)
         self.feed = ChangeFeed(self.db, self.known, max_time_ms)
         self.mirror_positions = MirrorPositions(self.db, max_time_ms)
+        self.writes = Writes(self.db, max_time_ms, self.known, self.fence)
+        self.history = Revisions(self.db, max_time_ms, self.feed)
+        self.reads = Reads(self.db, max_time_ms, stream_max_time_ms)
+        self.secrets = SharedSecrets(self.db, max_time_ms)
 
     @classmethod
     def connect(
@@ -118,3 +128,68 @@ class Store(WritesMixin, ReadsMixin, UpdatesMixin, ServiceMixin):
               idle_ms: int = 15_000) -> AsyncGenerator[dict[str, Any] | None, None]:
         """Inserts and updates as they happen (see :func:`~analysisstore.store._events.watch_documents`)."""
         return _events.watch_documents(self.db, doc_types, filt, resume_after, idle_ms)
+
+    # ---- delegations: the API the handlers and policies use ------------------
+
+    async def insert(self, doc_type: str, docs: list[tuple[dict[str, Any], bool]]) -> WriteOutcome:
+        """Insert validated ``(document, time_filled)`` pairs of one type (see :meth:`Writes.insert`)."""
+        return await self.writes.insert(doc_type, docs)
+
+    async def finalized_headers(self, header_uids: set[str]) -> set[str]:
+        """Which of these analyses have a tail."""
+        with _database_errors():
+            return await self.writes.finalized_headers(header_uids)
+
+    async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
+        """The document with ``uid``, or NotFound."""
+        return await self.reads.get(doc_type, uid)
+
+    async def find_page(self, doc_type: str, queries: list[dict[str, Any]], sort: list[tuple[str, int]], limit: int,
+                        offset: int = 0, projection: dict[str, Any] | None = None,
+                        ) -> tuple[list[dict[str, Any]], bool]:
+        """Up to ``limit`` matches and whether more follow (see :meth:`Reads.find_page`)."""
+        return await self.reads.find_page(doc_type, queries, sort, limit, offset, projection)
+
+    async def counts(self) -> dict[str, int]:
+        """Approximate document count of every collection."""
+        return await self.reads.counts()
+
+    async def count(self, doc_type: str, filt: dict[str, Any]) -> int:
+        """Exact number of matches."""
+        return await self.reads.count(doc_type, filt)
+
+    async def latest_page(self, doc_type: str, filt: dict[str, Any], field: str, sort: list[tuple[str, int]],
+                          limit: int, projection: dict[str, Any] | None = None,
+                          ) -> tuple[list[dict[str, Any]], bool]:
+        """The newest document for each distinct value of ``field`` (see :meth:`Reads.latest_page`)."""
+        return await self.reads.latest_page(doc_type, filt, field, sort, limit, projection)
+
+    def iter_find(self, doc_type: str, filt: dict[str, Any], sort: list[tuple[str, int]], batch_size: int = 1_000,
+                  projection: dict[str, Any] | None = None, limit: int = 0,
+                  ) -> AsyncGenerator[list[dict[str, Any]], None]:
+        """Every match (or the first ``limit``), in batches (see :meth:`Reads.iter_find`)."""
+        return self.reads.iter_find(doc_type, filt, sort, batch_size, projection, limit)
+
+    @staticmethod
+    def status_filter(status: str, stale_after: float) -> dict[str, Any]:
+        """A filter on analysis_header selecting analyses with the derived ``status``."""
+        return Reads.status_filter(status, stale_after)
+
+    async def analysis(self, uid: str, stale_after: float) -> dict[str, Any]:
+        """One analysis whole: header, streams with record counts, tail, derived status."""
+        return await self.reads.analysis(uid, stale_after)
+
+    async def revisions(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
+        """Every earlier version of a document, oldest first."""
+        return await self.history.of(doc_type, uid)
+
+    async def write_change(self, doc_type: str, stored: dict[str, Any], to_set: dict[str, Any],
+                           to_unset: list[str], request_id: str, *, header_uid: str,
+                           replaced_at: float | None = None) -> int:
+        """Write an accepted change of ``stored``, keeping it as a revision; the new revision number."""
+        return await self.history.replace(doc_type, stored, to_set, to_unset, request_id, header_uid=header_uid,
+                                          replaced_at=replaced_at)
+
+    async def cursor_secret(self) -> str:
+        """The key paging cursors are signed with, shared by every process serving this database."""
+        return await self.secrets.cursor_secret()

@@ -15,12 +15,13 @@ from ._database_errors import _database_errors
 from ._status import EXIT_STATUSES, STATUSES, derive_status
 
 
-class ReadsMixin:
+class Reads:
     """The read half of :class:`~analysisstore.store.Store`."""
 
-    db: AsyncDatabase
-    max_time_ms: int
-    stream_max_time_ms: int
+    def __init__(self, db: AsyncDatabase, max_time_ms: int, stream_max_time_ms: int) -> None:
+        self.db = db
+        self.max_time_ms = max_time_ms
+        self.stream_max_time_ms = stream_max_time_ms
 
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""

@@ -20,12 +20,13 @@ _CURSOR_SECRET = "cursor_secret"
 _SECRET_BYTES = 32
 
 
-class ServiceMixin:
-    """The deployment's own settings half of :class:`~analysisstore.store.Store`."""
+class SharedSecrets:
+    """The deployment's own secrets, kept in the database (see :class:`~analysisstore.store.Store`)."""
 
-    db: AsyncDatabase
-    max_time_ms: int
-    _cursor_secret: str | None = None
+    def __init__(self, db: AsyncDatabase, max_time_ms: int) -> None:
+        self.db = db
+        self.max_time_ms = max_time_ms
+        self._cursor_secret: str | None = None
 
     async def cursor_secret(self) -> str:
         """The key paging cursors are signed with: made once per database, then read by every process."""

@@ -17,13 +17,14 @@ from ._results import ALREADY_STORED, INSERTED, ItemResult, WriteOutcome
 from ._fence import Fence
 
 
-class WritesMixin:
+class Writes:
     """The write half of :class:`~analysisstore.store.Store`."""
 
-    db: AsyncDatabase
-    max_time_ms: int
-    known: ImmutableCache
-    fence: Fence
+    def __init__(self, db: AsyncDatabase, max_time_ms: int, known: ImmutableCache, fence: Fence) -> None:
+        self.db = db
+        self.max_time_ms = max_time_ms
+        self.known = known
+        self.fence = fence
 
     async def insert(self, doc_type: str, docs: list[tuple[dict[str, Any], bool]]) -> WriteOutcome:
         """Insert validated ``(document, time_filled)`` pairs of one type.
@@ -129,7 +130,7 @@ class WritesMixin:
                 self.known.put(("finalized", uid), True)
         return closed
 
-    async def _finalized_headers(self, header_uids: set[str]) -> set[str]:
+    async def finalized_headers(self, header_uids: set[str]) -> set[str]:
         """Which of these analyses have a tail (only 'finalized' is cached: it never reverts)."""
         finalized = {uid for uid in header_uids if self.known.get(("finalized", uid))}
         unknown = header_uids - finalized
