@@ -666,7 +666,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     import subprocess
     from urllib.parse import urlparse
 
-    from .drivers.demo import run_demo
+    from .demo import run_demo
 
     started = None
     if not _client(args).connection_status():
