@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
+from .client.limits import MAX_BULK_ITEMS
 from .config import default_data_dir
 
 if TYPE_CHECKING:
@@ -201,7 +202,8 @@ def _add_sync(sub: argparse._SubParsersAction) -> None:
     sync.add_argument("--watch", action="store_true", help="keep running, one pass every --interval seconds")
     sync.add_argument("--interval", type=float, default=30.0, help="seconds between passes with --watch")
     sync.add_argument("--concurrency", type=int, default=2, help="bundles pushed at once (default: %(default)s)")
-    sync.add_argument("--chunk-size", type=int, default=2_000, help="records per request (default: %(default)s)")
+    sync.add_argument("--chunk-size", type=int, default=2_000,
+                      help=f"records per request (default: %(default)s; at most {MAX_BULK_ITEMS})")
     sync.add_argument("--max-attempts", type=int, default=3,
                       help="passes a refused bundle gets before quarantine (default: %(default)s)")
     sync.add_argument("--zip", action="store_true", help="keep synced bundles as .zip archives")
