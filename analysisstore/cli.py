@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 from ._version import __version__
 from .client.commands import DEFAULT_URL
+from .contract.limits import MAX_BULK_ITEMS
 from .config import add_setting_flags, default_data_dir, flags_given
 
 if TYPE_CHECKING:
@@ -192,7 +193,8 @@ def _add_sync(sub: argparse._SubParsersAction) -> None:
     sync.add_argument("--watch", action="store_true", help="keep running, one pass every --interval seconds")
     sync.add_argument("--interval", type=float, default=30.0, help="seconds between passes with --watch")
     sync.add_argument("--concurrency", type=int, default=2, help="bundles pushed at once (default: %(default)s)")
-    sync.add_argument("--chunk-size", type=int, default=2_000, help="records per request (default: %(default)s)")
+    sync.add_argument("--chunk-size", type=int, default=2_000,
+                      help=f"records per request (default: %(default)s; at most {MAX_BULK_ITEMS})")
     sync.add_argument("--max-attempts", type=int, default=3,
                       help="passes a refused bundle gets before quarantine (default: %(default)s)")
     sync.add_argument("--zip", action="store_true", help="keep synced bundles as .zip archives")
@@ -655,7 +657,7 @@ def _run_demo(args: argparse.Namespace) -> int:
     import subprocess
     from urllib.parse import urlparse
 
-    from .drivers.demo import run_demo
+    from .demo import run_demo
 
     started = None
     if not _client(args).connection_status():

@@ -17,6 +17,8 @@ from typing import Any, Callable, Mapping
 import platformdirs
 import yaml
 
+from .contract.limits import MAX_BULK_ITEMS
+
 __all__ = ["ServiceConfig", "ConfigError", "TokenEntry", "default_data_dir", "default_config_paths",
            "load_config", "SETTINGS", "add_setting_flags", "flags_given", "flag_name", "flag_help"]
 
@@ -253,7 +255,8 @@ class ServiceConfig:
     log_file: Path | None = None
     max_body_bytes: int = 64 * 1024 * 1024
     max_query_bytes: int = 1024 * 1024
-    max_bulk_items: int = 50_000
+    #: The client's largest chunk: lower, and the client's bulk calls would be refused (413).
+    max_bulk_items: int = MAX_BULK_ITEMS
     max_file_bytes: int = 2 * 1024**3
     body_timeout_seconds: float = 120.0
     idle_timeout_seconds: float = 60.0

@@ -6,6 +6,7 @@ not written.
 """
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -38,13 +39,31 @@ def _raise_for_failures(doc_type: str, outcome: WriteOutcome) -> None:
 
 
 async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: int,
-                 metrics: Metrics | None = None) -> WriteOutcome:
-    """Validate and store ``raw_docs`` (all of one type); raise if any is rejected."""
+                 metrics: Metrics | None = None, off_loop: bool = False) -> WriteOutcome:
+    """Validate and store ``raw_docs`` (all of one type); raise if any is rejected.
+
+    ``off_loop``: validate in a worker thread (a large bulk), so the event loop serves other requests meanwhile.
+    """
     if len(raw_docs) > max_items:
         raise PayloadTooLarge(
             f"{len(raw_docs)} documents in one request; the limit is {max_items}, send smaller chunks"
         )
     now = time.time()
+    if off_loop:
+        prepared = await asyncio.to_thread(_validated, doc_type, raw_docs, now)
+    else:
+        prepared = _validated(doc_type, raw_docs, now)
+    async with store.feed.inserting(doc_type, [doc for doc, _ in prepared]) as change:
+        outcome = change.outcome = await store.insert(doc_type, prepared)
+    if metrics is not None:
+        inserted = sum(1 for item in outcome.items if item.result == INSERTED and item.error is None)
+        metrics.inserted.labels(doc_type).inc(inserted)
+    _raise_for_failures(doc_type, outcome)
+    return outcome
+
+
+def _validated(doc_type: str, raw_docs: list[Any], now: float) -> list[tuple[dict[str, Any], bool]]:
+    """Every document prepared for the store, or the error naming each rejected one (nothing is written)."""
     prepared: list[tuple[dict[str, Any], bool]] = []
     checked = WriteOutcome()
     for i, raw in enumerate(raw_docs):
@@ -55,10 +74,4 @@ async def ingest(store: Store, doc_type: str, raw_docs: list[Any], max_items: in
             item.error = exc
         checked.items.append(item)
     _raise_for_failures(doc_type, checked)
-    async with store.feed.inserting(doc_type, [doc for doc, _ in prepared]) as change:
-        outcome = change.outcome = await store.insert(doc_type, prepared)
-    if metrics is not None:
-        inserted = sum(1 for item in outcome.items if item.result == INSERTED and item.error is None)
-        metrics.inserted.labels(doc_type).inc(inserted)
-    _raise_for_failures(doc_type, outcome)
-    return outcome
+    return prepared

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ServiceProcess, database, save, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
-from analysisstore.drivers.analysis import BaseAnalysis  # noqa: E402
+from analysisstore.analyses.base import BaseAnalysis  # noqa: E402
 from analysisstore.drivers.driver import AnalysisDriver, load_input  # noqa: E402
 
 

@@ -25,6 +25,7 @@ from ._transport import RetryPolicy, Transport, dumps, loads
 from ..contract.vocabulary import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
 from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
 from .mirror import MirrorMixin
+from .limits import MAX_BULK_ITEMS
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
 from .spool import Spool, SpoolingWrites, with_time as _with_time
 
@@ -214,6 +215,9 @@ class AnalysisClient(MirrorMixin):
                                    chunk_size: int = 500, **kwargs: Any) -> list[str]:
         """Record many records of one stream, ``chunk_size`` per request; returns their uids.
 
+        ``chunk_size`` is capped at ``MAX_BULK_ITEMS``, the most the service
+        accepts by default in one request.
+
         ``data`` is any iterable (a generator is consumed lazily) of records
         with ``data`` and ``timestamps`` and optionally ``uid``, ``time``,
         ``seq_num``. A rejected chunk raises; the chunks before it are stored,
@@ -223,6 +227,7 @@ class AnalysisClient(MirrorMixin):
             raise TypeError(f"insert_bulk_data_reference() got unexpected arguments {sorted(kwargs)}")
         if chunk_size < 1:
             raise ValueError("chunk_size must be at least 1")
+        chunk_size = min(chunk_size, MAX_BULK_ITEMS)
         stream = _uid_of(data_header)
         uids: list[str] = []
         records = iter(data)
@@ -249,8 +254,12 @@ class AnalysisClient(MirrorMixin):
         """Send complete documents of one type as one bulk request; the service's per-item answer.
 
         For tools that move whole documents (sync, import): nothing is filled in.
+        At most ``MAX_BULK_ITEMS`` documents: more raise ValueError before anything is sent.
         """
         _document_name(doc_type)
+        if len(docs) > MAX_BULK_ITEMS:
+            raise ValueError(f"{len(docs)} documents in one request; the service takes at most {MAX_BULK_ITEMS}: "
+                             "send them in chunks")
         return self._transport.json("POST", f"api/v1/{doc_type}", body=[_plain(d) for d in docs])
 
     def insert(self, doc_type: str, **kwargs: Any) -> Any:

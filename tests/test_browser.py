@@ -14,7 +14,7 @@ import pytest
 import requests
 
 from analysisstore.client import AnalysisClient
-from analysisstore.drivers.demo import run_demo
+from analysisstore.demo import run_demo
 from helpers import header_doc, new_uid, post, tail_doc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "docs"))

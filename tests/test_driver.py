@@ -3,16 +3,18 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
 import uuid
+import weakref
 from typing import Any
 
 import pytest
 
 from analysisstore.analyses import UvvisAbsorbance
 from analysisstore.client import AnalysisClient
-from analysisstore.drivers.analysis import AnalysisInput, BaseAnalysis
-from analysisstore.drivers.demo import acquire_uvvis
-from analysisstore.drivers.driver import AnalysisDriver, load_input, run_batch
+from analysisstore.analyses.base import AnalysisInput, BaseAnalysis
+from analysisstore.demo import acquire_uvvis
+from analysisstore.drivers.driver import AnalysisDriver, AnalysisTask, load_input, run_batch
 
 
 class Doubling(BaseAnalysis):
@@ -46,6 +48,28 @@ class Incomparable(Doubling):
         raise TypeError("analyses must not be compared")
 
     __gt__ = __le__ = __ge__ = __lt__
+
+
+class Held(Doubling):
+    """Counts its instances alive (each holds its loaded inputs) at once, and the threads that built them."""
+
+    analysis_name = "held"
+    lock = threading.Lock()
+    alive = peak = 0
+    built_in: list[str] = []
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        with Held.lock:
+            Held.alive += 1
+            Held.peak = max(Held.peak, Held.alive)
+            Held.built_in.append(threading.current_thread().name)
+        weakref.finalize(self, Held._gone)
+
+    @staticmethod
+    def _gone() -> None:
+        with Held.lock:
+            Held.alive -= 1
 
 
 @pytest.fixture
@@ -177,3 +201,25 @@ def test_demo_command(service, client):
            "--params", '{"smooth": 5}', "--no-progress"]
     again = subprocess.run(cli, capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "done 0, skipped 3, failed 0" in again.stdout
+
+
+def test_batch_holds_at_most_concurrency_inputs_in_memory(service, client):
+    """run_batch queues descriptions: workers load inputs, never more analyses alive at once than concurrency."""
+    for i in range(8):
+        _raw(client, n=50, sample=f"M{i}")
+    Held.alive = Held.peak = 0
+    Held.built_in = []
+    factory = lambda: AnalysisClient(service.client_config)  # noqa: E731
+    report = run_batch(factory, Held, {"technique_name": "RAW"}, concurrency=2, progress_bar=False)
+    assert len(report.done) == 8 and not report.failed
+    assert 1 <= Held.peak <= 2, f"{Held.peak} analyses held their inputs at once"
+    assert len(Held.built_in) == 8 and all(name.startswith("analysis") for name in Held.built_in)
+    assert Held.alive == 0
+
+
+def test_task_refuses_unknown_parameters_when_queued():
+    """An AnalysisTask with a parameter its analysis does not take fails at once, before anything is loaded."""
+    with pytest.raises(ValueError, match="has no parameters \\['factr'\\]"):
+        AnalysisTask(Doubling, [str(uuid.uuid4())], {"factr": 3})
+    assert AnalysisTask(Doubling, [uuid.UUID(int=1)], {"factor": 3}).uid == Doubling.uuid_for([uuid.UUID(int=1)],
+                                                                                              {"factor": 3})

@@ -10,7 +10,7 @@ import numpy as np
 
 from analysisstore.analyses import UvvisAbsorbance
 from analysisstore.client import AnalysisClient
-from analysisstore.drivers.demo import acquire_uvvis
+from analysisstore.demo import acquire_uvvis
 
 WHERE = ["--where", "technique_name=UVVIS", "--where", "provenance.analysis_name=acquisition"]
 

@@ -10,7 +10,7 @@ import pytest
 
 from analysisstore.analyses import UvvisAbsorbance
 from analysisstore.client import AnalysisClient
-from analysisstore.drivers.demo import acquire_uvvis
+from analysisstore.demo import acquire_uvvis
 from analysisstore.drivers.driver import load_input, write_analysis
 from analysisstore.drivers.reproduce import DIFFERENT, IDENTICAL, WITHIN, compare, reproduce
 

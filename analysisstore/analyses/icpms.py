@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from ..drivers.analysis import BaseAnalysis
+from .base import BaseAnalysis
 
 __all__ = ["IcpmsCalibration"]
 

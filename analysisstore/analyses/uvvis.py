@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from ..drivers.analysis import BaseAnalysis
+from .base import BaseAnalysis
 from ._numerics import first_crossing, moving_average
 
 __all__ = ["UvvisAbsorbance", "HC_EV_NM"]

@@ -1,8 +1,12 @@
 """The analysis driver: a priority queue of analyses, run with bounded concurrency, written through the client.
 
 Ties in priority are broken by submission order — the analyses themselves
-are never compared. The numerical work runs in worker threads (NumPy
-releases the GIL), never on an event loop. Retrying transient store errors
+are never compared. The queue holds descriptions (:class:`AnalysisTask`:
+the analysis class, its input uids and parameters); each worker loads the
+inputs of the task it takes, so loading runs ``concurrency`` at a time and
+at most ``concurrency`` analyses' inputs are in memory, however long the
+queue. The numerical work runs in worker threads (NumPy releases the GIL),
+never on an event loop. Retrying transient store errors
 is the client's job (its retry policy); the driver adds no retries of its
 own unless asked (``retries``); an analysis whose ``calc_output`` raises is
 recorded with a ``fail`` tail and the reason, never dropped. With a
@@ -18,16 +22,16 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from tqdm import tqdm
 
 from ..client import TRANSIENT_ERRORS, AnalysisClient, Conflict
 from . import ThreadClients
-from .analysis import AnalysisInput, BaseAnalysis
+from ..analyses.base import AnalysisInput, BaseAnalysis
 
-__all__ = ["AnalysisDriver", "DriverReport", "IncompleteInput", "load_input", "stored_state", "write_analysis",
-           "run_batch"]
+__all__ = ["AnalysisDriver", "AnalysisTask", "DriverReport", "IncompleteInput", "load_input", "stored_state",
+           "write_analysis", "run_batch"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +90,28 @@ def write_analysis(client: AnalysisClient, docs: list[tuple[str, dict[str, Any]]
 
 
 @dataclass
+class AnalysisTask:
+    """An analysis to run, described without its inputs: its class, the uids of its inputs, its parameters.
+
+    The driver's worker that takes the task loads the inputs, builds the
+    analysis and runs it. Unknown parameters are refused here, when queued.
+    """
+
+    analysis: type[BaseAnalysis]
+    input_uids: Sequence[str]
+    params: Mapping[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        self.input_uids = [str(u) for u in self.input_uids]
+        self.analysis.checked_params(self.params)
+
+    @property
+    def uid(self) -> str:
+        """The uuid the analysis will have (see ``BaseAnalysis.uuid_for``)."""
+        return self.analysis.uuid_for(self.input_uids, self.params)
+
+
+@dataclass
 class DriverReport:
     """Analysis uuids by outcome."""
 
@@ -110,12 +136,16 @@ class AnalysisDriver:
         self.skip_existing = skip_existing
         self.progress_bar = progress_bar
         self._queue: list[tuple[int, int]] = []  # (-priority, sequence): payloads live in _tasks
-        self._tasks: dict[int, BaseAnalysis] = {}
+        self._tasks: dict[int, BaseAnalysis | AnalysisTask] = {}
         self._sequence = itertools.count()
         self._clients = ThreadClients(client_factory)
 
-    def submit(self, analysis: BaseAnalysis, priority: int = 0) -> None:
-        """Queue ``analysis``; higher priority runs first, equal priorities in submission order."""
+    def submit(self, analysis: BaseAnalysis | AnalysisTask, priority: int = 0) -> None:
+        """Queue ``analysis``; higher priority runs first, equal priorities in submission order.
+
+        Queue an :class:`AnalysisTask` rather than a built analysis when there
+        are many: its inputs are loaded only when a worker starts it.
+        """
         number = next(self._sequence)
         self._tasks[number] = analysis
         heapq.heappush(self._queue, (-priority, number))
@@ -142,15 +172,28 @@ class AnalysisDriver:
                     bar.update(1)
         return report
 
-    def _execute(self, analysis: BaseAnalysis) -> tuple[str, str, str | None]:
-        uid = analysis.analysis_uuid
+    def _execute(self, task: BaseAnalysis | AnalysisTask) -> tuple[str, str, str | None]:
+        uid = task.uid if isinstance(task, AnalysisTask) else task.analysis_uuid
         client = self._clients.get()
+        header = None
         if self.skip_existing:
             header, finalized = stored_state(client, uid)
             if finalized:
                 return uid, "skipped", None
-            if header is not None:  # interrupted before its tail: finish it, re-sending is harmless
-                analysis.adopt(header)
+        if isinstance(task, AnalysisTask):
+            inputs = []
+            for input_uid in task.input_uids:
+                try:
+                    inputs.append(_load_whole(client, input_uid, self.retries, self.backoff))
+                except _UNREAD as exc:  # nothing is written: a later run tries again
+                    log.warning("analysis %s of input %s not run: %s", task.analysis.analysis_name, input_uid, exc)
+                    return uid, "failed", f"input {input_uid} could not be read whole: {exc}"
+            analysis = task.analysis(inputs, task.params)
+        else:
+            analysis = task
+        if header is not None:  # interrupted before its tail: finish it, re-sending is harmless
+            log.info("completing interrupted analysis %s (header stored, no tail)", uid)
+            analysis.adopt(header)
         try:
             analysis.run()
             docs, outcome, error = analysis.export_analysis(), "done", None
@@ -184,35 +227,15 @@ def run_batch(client_factory: Callable[[], AnalysisClient], analysis: type[BaseA
     written for them, so a later run tries again.
     """
     client = client_factory()
-    # Existing analyses are skipped below, before their inputs are loaded; the driver need not ask again.
-    driver = AnalysisDriver(client_factory, concurrency=concurrency, skip_existing=False, progress_bar=progress_bar,
-                            retries=retries, backoff=backoff)
-    report = DriverReport()
+    # Only descriptions are queued: each worker checks for a stored result and loads its input itself.
+    driver = AnalysisDriver(client_factory, concurrency=concurrency, progress_bar=progress_bar, retries=retries,
+                            backoff=backoff)
     inputs: Iterable[Any] = client.iter_lookup("analysis_header", lookups, fields=["uid", "provenance.analysis_name"])
     for header in inputs:
         if header.get("provenance", {}).get("analysis_name") == analysis.analysis_name:
             continue  # never feed an analysis its own results
-        uid = analysis.uuid_for([header["uid"]], params)
-        stored, finalized = stored_state(client, uid)
-        if finalized:
-            report.skipped.append(uid)
-            continue
-        try:
-            loaded = _load_whole(client, header["uid"], retries, backoff)
-        except _UNREAD as exc:
-            log.warning("analysis %s of input %s not run: %s", analysis.analysis_name, header["uid"], exc)
-            report.failed.append(uid)
-            report.errors[uid] = f"input {header['uid']} could not be read whole: {exc}"
-            continue
-        task = analysis([loaded], params)
-        if stored is not None:
-            log.info("completing interrupted analysis %s (header stored, no tail)", uid)
-            task.adopt(stored)
-        driver.submit(task)
-    ran = driver.run()
-    report.done, report.failed, report.errors = ran.done, report.failed + ran.failed, {**report.errors, **ran.errors}
-    report.skipped += ran.skipped
-    return report
+        driver.submit(AnalysisTask(analysis, [header["uid"]], params))
+    return driver.run()
 
 
 def _load_whole(client: AnalysisClient, header_uid: str, retries: int, backoff: float) -> AnalysisInput:

@@ -16,7 +16,7 @@ import threading
 from typing import Any, Callable, Mapping
 
 from ..client import AnalysisClient, ServiceUnreachable
-from .analysis import BaseAnalysis
+from ..analyses.base import BaseAnalysis
 from .driver import DriverReport, run_batch
 
 __all__ = ["follow"]

@@ -18,6 +18,7 @@ import ujson
 
 from ..client import AnalysisClient, Conflict, ServiceError
 from ..client.bundle import Bundle, write_atomic
+from ..client.limits import MAX_BULK_ITEMS
 
 __all__ = ["Progress", "load_progress", "save_progress", "push_bundle", "send_with_history", "changes_between"]
 
@@ -79,6 +80,8 @@ def push_bundle(
     restore scope); revisions always keep theirs. An attached file whose
     content does not match the manifest raises BundleError before the tail.
     """
+    chunk_size = min(chunk_size, MAX_BULK_ITEMS)  # what the client sends in one request
+
     def send(doc_type: str, docs: list[dict[str, Any]]) -> bool:
         try:
             client.insert_many(doc_type, docs)

@@ -22,7 +22,7 @@ from typing import Any, Mapping
 import numpy as np
 
 from ..client import AnalysisClient
-from .analysis import BaseAnalysis
+from ..analyses.base import BaseAnalysis
 from .driver import load_input, write_analysis
 
 __all__ = ["Reproduction", "KeyVerdict", "analysis_classes", "reproduce", "record_reproduction",

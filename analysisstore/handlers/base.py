@@ -31,8 +31,8 @@ from ..metrics import Metrics
 from ..schemas.json_numbers import mentions_tag, tag_nonfinite, untag_nonfinite
 from ..store import Store
 
-__all__ = ["BaseHandler", "HEADER_READ_BYTES", "MAX_HEADER_BYTES", "MAX_URI_BYTES", "NotFoundHandler", "OPEN", "dumps",
-           "error_body", "loads"]
+__all__ = ["BaseHandler", "HEADER_READ_BYTES", "MAX_HEADER_BYTES", "MAX_URI_BYTES", "NotFoundHandler", "OFF_LOOP_BYTES", "OPEN",
+           "dumps", "error_body", "loads"]
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +40,12 @@ log = logging.getLogger(__name__)
 #: (401, 403, 404, 413) reaches a keep-alive client intact; beyond this the
 #: connection is closed after the answer instead.
 DRAIN_BYTES = 1 << 20
+#: A body larger than this is parsed and validated in a worker thread, so the event loop keeps
+#: answering other requests (``/readyz`` included) meanwhile. Parsing plus validation costs about
+#: 22 µs per small record (~250 bytes), so a body below 64 KiB holds the loop for at most a few
+#: milliseconds, while the hop to a thread (~0.1 ms) is then under 2% of the work; single documents
+#: (the latency-bound case) stay on the loop.
+OFF_LOOP_BYTES = 64 * 1024
 #: The transport must never cut a body short with its bare-text 400: every handler
 #: streams its body and enforces its own limit with the JSON 413.
 _UNBOUNDED = 1 << 62
@@ -287,6 +293,17 @@ class BaseHandler(RequestHandler):
     @property
     def body(self) -> bytes:
         return b"".join(self._chunks)
+
+    @property
+    def large_body(self) -> bool:
+        """Is the body big enough to be parsed and validated off the event loop (``OFF_LOOP_BYTES``)?"""
+        return self._received > OFF_LOOP_BYTES
+
+    async def json_body_off_loop(self) -> Any:
+        """``json_body()``, in a worker thread when the body is large; the same 400 when it is not JSON."""
+        if not self.large_body:
+            return self.json_body()
+        return await asyncio.to_thread(self.json_body)
 
     def json_body(self) -> Any:
         """The request body parsed as JSON, or a 400 naming the problem."""

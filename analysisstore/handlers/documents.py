@@ -130,9 +130,10 @@ class DocumentCollectionHandler(PagingHandler):
     """``POST /api/v1/{doc_type}`` (one document or a JSON array) and ``GET`` (lookups, paging)."""
 
     async def post(self, doc_type: str) -> None:
-        body = self.json_body()
+        body = await self.json_body_off_loop()
         bulk = isinstance(body, list)
-        outcome = await ingest(self.store, doc_type, body if bulk else [body], self.config.max_bulk_items, self.metrics)
+        outcome = await ingest(self.store, doc_type, body if bulk else [body], self.config.max_bulk_items, self.metrics,
+                               off_loop=self.large_body)
         if bulk:
             items = [item.as_json() for item in outcome.items]
             self.write_json({

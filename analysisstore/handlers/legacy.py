@@ -45,7 +45,7 @@ class LegacyHandler(BaseHandler):
         return BadRequest(f"unknown signature {signature!r} for {self.request.path}; expected one of {expected}")
 
     async def post(self) -> None:
-        signature, payload = self._signed(self.json_body())
+        signature, payload = self._signed(await self.json_body_off_loop())
         if signature == f"insert_{self.doc_type}":
             if not isinstance(payload, dict):
                 raise BadRequest("the payload of an insert must be a JSON object")
@@ -53,7 +53,8 @@ class LegacyHandler(BaseHandler):
             self.write_json({"status": True, "uid": outcome.items[0].uid})
         elif signature == "bulk_data_reference_insert" and self.doc_type == "data_reference":
             records = self._bulk_records(payload)
-            outcome = await ingest(self.store, "data_reference", records, self.config.max_bulk_items, self.metrics)
+            outcome = await ingest(self.store, "data_reference", records, self.config.max_bulk_items, self.metrics,
+                                   off_loop=self.large_body)
             self.write_json({"status": True, "items": [item.as_json() for item in outcome.items]})
         else:
             expected = [f"insert_{self.doc_type}"]

@@ -13,9 +13,9 @@ from typing import Any, Callable
 
 import numpy as np
 
-from ..analyses import EchemStability, IcpmsCalibration, UvvisAbsorbance
-from ..client import AnalysisClient
-from .driver import AnalysisDriver, DriverReport, load_input
+from .analyses import EchemStability, IcpmsCalibration, UvvisAbsorbance
+from .client import AnalysisClient
+from .drivers.driver import AnalysisDriver, AnalysisTask, DriverReport
 
 __all__ = ["run_demo", "acquire_uvvis", "acquire_echem", "acquire_icpms", "acquisition_uid"]
 
@@ -105,7 +105,7 @@ def run_demo(client_factory: Callable[[], AnalysisClient], seed: int = 0,
                 "icpms": [acquire_icpms(client, rng, acquisition_uid(seed, "ICPMS", "leachates"))]}
     driver = AnalysisDriver(client_factory, concurrency=2, progress_bar=progress_bar)
     for uid in acquired["uvvis"]:
-        driver.submit(UvvisAbsorbance([load_input(client, uid)], {"smooth": 5}))
-    driver.submit(EchemStability([load_input(client, acquired["echem"][0])], {"bins": 6}), priority=1)
-    driver.submit(IcpmsCalibration([load_input(client, acquired["icpms"][0])], {"min_r2": 0.99}), priority=1)
+        driver.submit(AnalysisTask(UvvisAbsorbance, [uid], {"smooth": 5}))
+    driver.submit(AnalysisTask(EchemStability, acquired["echem"], {"bins": 6}), priority=1)
+    driver.submit(AnalysisTask(IcpmsCalibration, acquired["icpms"], {"min_r2": 0.99}), priority=1)
     return acquired, driver.run()
