@@ -16,8 +16,7 @@ from helpers import header_doc, post, record_doc, stream_doc, tail_doc
 
 PACKAGE = Path(analysisstore.__file__).resolve().parent
 #: Client-side code that lives in the server's directory: the drivers (they talk to the service through the
-#: client), the analyses they run, and the command line (which runs both the service and client commands).
-# Client-side tools: they write and read through the client, never inside the service.
+#: client), the analyses they run, the demo, and the command line (which runs both the service and client commands).
 CLIENT_SIDE = ("drivers", "analyses", "demo.py", "cli.py", "cli_errors.py")
 SERVER_ONLY = ("tornado", "pymongo", "bson", "motor")
 
