@@ -23,25 +23,26 @@ from ._zipstream import ZipStream
 
 #: Bounded windows a keyset page tries before reading the rest of the range at once.
 _WINDOWS = 4
-#: Seconds of ``time`` per document last seen on a page of each listing (per process; a hint, never a result).
+#: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
+#: process; a hint for the width of a window, never part of a result).
 _DENSITY: dict[tuple[str, str], float] = {}
 _DENSITY_SIZE = 1_000
 
 
-def _listing_key(doc_type: str, query: dict[str, Any]) -> tuple[str, str]:
-    return doc_type, repr(sorted((k, repr(v)) for k, v in query.items() if k not in ("time", "uid")))
+def _listing_key(collection: str, query: dict[str, Any]) -> tuple[str, str]:
+    return collection, repr(sorted((k, repr(v)) for k, v in query.items() if k not in ("time", "uid")))
 
 
-def _remember_density(doc_type: str, query: dict[str, Any], page: list[dict[str, Any]]) -> None:
+def _remember_density(collection: str, query: dict[str, Any], page: list[dict[str, Any]]) -> None:
     first, last = page[0].get("time"), page[-1].get("time")
     if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (first, last)):
         return
     if len(_DENSITY) >= _DENSITY_SIZE:
         _DENSITY.pop(next(iter(_DENSITY)))
-    _DENSITY[_listing_key(doc_type, query)] = abs(last - first) / (len(page) - 1)
+    _DENSITY[_listing_key(collection, query)] = abs(last - first) / (len(page) - 1)
 
 
-def _time_window(doc_type: str, query: dict[str, Any], sort: list[tuple[str, int]],
+def _time_window(collection: str, query: dict[str, Any], sort: list[tuple[str, int]],
                  skip: int) -> tuple[str, float, float] | None:
     """(operator, bound, seconds per document) when ``query`` is a keyset page after a time whose density is
     known; None for every other query (read as it is)."""
@@ -51,7 +52,7 @@ def _time_window(doc_type: str, query: dict[str, Any], sort: list[tuple[str, int
     op, bound = next(iter(condition.items()))
     if op != ("$gt" if sort[0][1] > 0 else "$lt") or isinstance(bound, bool) or not isinstance(bound, (int, float)):
         return None
-    per_doc = _DENSITY.get(_listing_key(doc_type, query))
+    per_doc = _DENSITY.get(_listing_key(collection, query))
     return None if per_doc is None else (op, float(bound), per_doc)
 
 
@@ -95,7 +96,7 @@ class ReadsMixin:
                 if wanted <= 0:
                     break
                 skip = offset if i == 0 else 0
-                window = _time_window(doc_type, query, sort, skip)
+                window = _time_window(f"{self.db.name}.{doc_type}", query, sort, skip)
                 if window is not None:
                     docs.extend(await self._find_in_windows(doc_type, query, sort, wanted, projection, window))
                     continue
@@ -108,7 +109,7 @@ class ReadsMixin:
                 )
                 found = await cursor.to_list()
                 if len(found) > 1 and sort[0][0] == "time":
-                    _remember_density(doc_type, query, found)
+                    _remember_density(f"{self.db.name}.{doc_type}", query, found)
                 docs.extend(found)
         return docs[:limit], len(docs) > limit
 
@@ -129,7 +130,7 @@ class ReadsMixin:
                 .sort(sort).limit(wanted - len(found)).to_list()
             if len(found) >= wanted:
                 if len(found) > 1:
-                    _remember_density(doc_type, query, found)
+                    _remember_density(f"{self.db.name}.{doc_type}", query, found)
                 return found
             start, width = end, width * 4
         rest = {**query, "time": {op: start}}  # sparse beyond the windows: the open remainder, as before
