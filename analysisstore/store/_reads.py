@@ -5,7 +5,7 @@ import asyncio
 import math
 import time
 from contextlib import aclosing
-from typing import TYPE_CHECKING, Any, AsyncGenerator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, AsyncGenerator, Awaitable, Callable, TypeGuard
 
 import ujson
 
@@ -33,9 +33,13 @@ def _listing_key(collection: str, query: dict[str, Any]) -> tuple[str, str]:
     return collection, repr(sorted((k, repr(v)) for k, v in query.items() if k not in ("time", "uid")))
 
 
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
 def _remember_density(collection: str, query: dict[str, Any], page: list[dict[str, Any]]) -> None:
     first, last = page[0].get("time"), page[-1].get("time")
-    if not all(isinstance(t, (int, float)) and not isinstance(t, bool) and math.isfinite(t) for t in (first, last)):
+    if not (_finite(first) and _finite(last)):
         return
     if len(_DENSITY) >= _DENSITY_SIZE:
         _DENSITY.pop(next(iter(_DENSITY)))
