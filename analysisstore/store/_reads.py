@@ -22,7 +22,7 @@ from ._zipstream import ZipStream
 
 
 #: Bounded windows a keyset page tries before reading the rest of the range at once.
-_WINDOWS = 4
+_WINDOWS = 5
 #: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
 #: process; a hint for the width of a window, never part of a result).
 _DENSITY: dict[tuple[str, str], float] = {}
@@ -125,7 +125,7 @@ class ReadsMixin:
         windows follow each other without gap or overlap, so the pages are the same as one open query's."""
         op, start, per_doc = window
         forward = op == "$gt"
-        width = max(per_doc * wanted * 1.5, 1e-9)
+        width = max(per_doc * wanted * 1.25, 1e-9)
         found: list[dict[str, Any]] = []
         for _ in range(_WINDOWS):
             end = start + width if forward else start - width
@@ -136,7 +136,7 @@ class ReadsMixin:
                 if len(found) > 1:
                     _remember_density(f"{self.db.name}.{doc_type}", query, found)
                 return found
-            start, width = end, width * 4
+            start, width = end, width * 2
         rest = {**query, "time": {op: start}}  # sparse beyond the windows: the open remainder, as before
         return found + await self.db[doc_type].find(rest, hidden(projection), max_time_ms=self.max_time_ms) \
             .sort(sort).limit(wanted - len(found)).to_list()
