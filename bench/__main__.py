@@ -20,7 +20,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import RUN_LOG, save  # noqa: E402
+from _harness import RUN_LOG, missed, save  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 
@@ -47,12 +47,17 @@ def print_summary(result_files: list[Path], database: str) -> None:
     for path in result_files:
         rows += json.loads(path.read_text()).get("summary", [])
     print(f"\n=== summary: service vs direct PyMongo on the same database ({database})")
-    print(f"{'benchmark':<44}{'unit':>10}{'service':>11}{'direct':>11}{'ratio':>7}{'peak MiB':>10}  target")
+    print(f"{'benchmark':<52}{'unit':>10}{'service':>11}{'direct':>11}{'ratio':>7}{'peak MiB':>10}  target")
+    misses = 0
     for row in rows:
         peak = f"{row['peak_mib']:.0f}" if row.get("peak_mib") is not None else "-"
-        print(f"{row['benchmark']:<44}{row['unit']:>10}{row['service']:>11.2f}{row['direct']:>11.2f}"
-              f"{row['ratio']:>7.2f}{peak:>10}  {row['target']}")
-    print("ratio: service/direct for throughput, direct/service for latency (1.0 = as fast as the database)")
+        verdict = missed(row)
+        misses += bool(verdict)
+        mark = f"  MISSED ({'; '.join(verdict)})" if verdict else ""
+        print(f"{row['benchmark']:<52}{row['unit']:>10}{row['service']:>11.2f}{row['direct']:>11.2f}"
+              f"{row['ratio']:>7.2f}{peak:>10}  {row['target']}{mark}")
+    print("ratio: service/direct for throughput, direct/service for latency (1.0 = as fast as the database); "
+          f"every service stays <= 100 MiB peak; {misses} row(s) miss a target")
     print(f"combined results written to {save('summary', {'database': database, 'rows': rows})}")
 
 

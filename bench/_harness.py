@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import statistics
 import subprocess
@@ -128,3 +129,18 @@ def summary_row(benchmark: str, unit: str, service: float, direct: float, target
     ratio = service / direct if higher_is_better else direct / service
     return {"benchmark": benchmark, "unit": unit, "service": service, "direct": direct, "ratio": ratio,
             "target": target, "peak_mib": None if peak_bytes is None else peak_bytes / 2**20}
+
+
+#: Every benchmark's service process stays below this (the issue's memory target).
+PEAK_MIB_TARGET = 100.0
+
+
+def missed(row: dict[str, Any]) -> list[str]:
+    """The targets a summary row misses: its ratio below the first "≥ X" of its target, peak memory above 100 MiB."""
+    out = []
+    wanted = re.search(r"≥\s*([0-9.]+)", row["target"])
+    if wanted and row["ratio"] < float(wanted.group(1)):
+        out.append(f"ratio < {wanted.group(1)}")
+    if row.get("peak_mib") is not None and row["peak_mib"] > PEAK_MIB_TARGET:
+        out.append(f"peak > {PEAK_MIB_TARGET:.0f} MiB")
+    return out

@@ -43,9 +43,12 @@ def make_records(n: int) -> list[dict[str, Any]]:
              "timestamps": {"wavelength": now, "absorbance": now}} for i in range(n)]
 
 
-def direct_insert(db: Any, records: list[dict[str, Any]], stream: str) -> float:
+def direct_insert(db: Any, records: list[dict[str, Any]], stream: str, indexed: bool = True) -> float:
+    """``insert_many`` into a fresh collection: with the service's indexes, or (``indexed=False``) with none but
+    ``_id`` -- the most the database can ingest, the baseline of the issue's >= 0.5 target."""
     coll = db[f"data_reference_{uuid.uuid4().hex[:8]}"]
-    coll.create_indexes(index_models("data_reference"))  # the same indexes the service keeps
+    if indexed:
+        coll.create_indexes(index_models("data_reference"))  # the same indexes the service keeps
     docs = [dict(r, uid=str(uuid.uuid4()), data_reference_header=stream) for r in records]
     start = time.perf_counter()
     coll.insert_many(docs, ordered=False)
@@ -109,10 +112,12 @@ def main() -> None:
             singles_peak = service.memory()["VmHWM"]
             service.reset_peak()
             direct_times: list[float] = []
+            raw_times: list[float] = []
             service_times: dict[int, list[float]] = {c: [] for c in chunk_sizes}
             bulk = records[:args.records]
             for round_no in range(args.repeat):  # interleaved so drift hits both sides alike
                 direct_times.append(direct_insert(direct_db, bulk, "stream"))
+                raw_times.append(direct_insert(direct_db, bulk, "stream", indexed=False))
                 for chunk in chunk_sizes:
                     service_times[chunk].append(service_insert(client, bulk, chunk))
                 log.info("round %d done", round_no + 1)
@@ -124,7 +129,10 @@ def main() -> None:
 
     where = "embedded SecantusDB" if args.mongo_uri is None else args.mongo_uri
     direct = median(direct_times)
-    rows = [{"method": "pymongo insert_many", "chunk_size": None, "seconds": direct,
+    raw = median(raw_times)
+    rows = [{"method": "pymongo insert_many, no 2nd index", "chunk_size": None, "seconds": raw,
+             "docs_per_s": args.records / raw, "ratio": direct / raw},
+            {"method": "pymongo insert_many", "chunk_size": None, "seconds": direct,
              "docs_per_s": args.records / direct, "ratio": 1.0}]
     summary = []
     for chunk, times in service_times.items():
@@ -133,15 +141,19 @@ def main() -> None:
                      "docs_per_s": args.records / t, "ratio": direct / t})
         summary.append(summary_row(f"bulk ingest {args.records:,} (chunk {chunk})", "docs/s", args.records / t,
                                    args.records / direct, "≥ 0.9", bulk_peak))
+        summary.append(summary_row(f"bulk ingest {args.records:,} (chunk {chunk}) vs raw", "docs/s",
+                                   args.records / t, args.records / raw, "≥ 0.5 of no-index insert_many",
+                                   bulk_peak))
     print(f"\nbulk ingest of {args.records} data references, median of {args.repeat} ({where})")
-    print(f"{'method':<32}{'chunk':>7}{'seconds':>10}{'docs/s':>10}{'ratio':>8}")
+    print("ratio: against insert_many into a collection with the service's indexes")
+    print(f"{'method':<34}{'chunk':>7}{'seconds':>10}{'docs/s':>10}{'ratio':>8}")
     for row in rows:
-        print(f"{row['method']:<32}{row['chunk_size'] or '':>7}{row['seconds']:>10.3f}"
+        print(f"{row['method']:<34}{row['chunk_size'] or '':>7}{row['seconds']:>10.3f}"
               f"{row['docs_per_s']:>10.0f}{row['ratio']:>8.2f}")
     if args.singles:
         n = len(singles)
-        print(f"{'pymongo insert_one (sequential)':<32}{'':>7}{single_direct:>10.3f}{n / single_direct:>10.0f}{1.0:>8.2f}")
-        print(f"{'insert_data_reference (seq.)':<32}{'':>7}{single_service:>10.3f}{n / single_service:>10.0f}"
+        print(f"{'pymongo insert_one (sequential)':<34}{'':>7}{single_direct:>10.3f}{n / single_direct:>10.0f}{1.0:>8.2f}")
+        print(f"{'insert_data_reference (seq.)':<34}{'':>7}{single_service:>10.3f}{n / single_service:>10.0f}"
               f"{single_direct / single_service:>8.2f}")
         rows.append({"method": "sequential singles", "count": n, "direct_seconds": single_direct,
                      "service_seconds": single_service, "ratio": single_direct / single_service})
@@ -149,7 +161,7 @@ def main() -> None:
                                       n / single_direct, "≥ 0.5 and ≥ 800/s", singles_peak))
     print(f"service peak memory: singles {singles_peak / 2**20:.0f} MiB, bulk {bulk_peak / 2**20:.0f} MiB")
     out = save("bulk_ingest", {"records": args.records, "repeat": args.repeat, "python": platform.python_version(),
-                               "database": where, "direct_seconds": direct_times,
+                               "database": where, "direct_seconds": direct_times, "raw_seconds": raw_times,
                                "service_seconds": {str(k): v for k, v in service_times.items()},
                                "service_peak_bytes": {"singles": singles_peak, "bulk": bulk_peak},
                                "rows": rows, "summary": summary})

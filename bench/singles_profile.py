@@ -64,23 +64,34 @@ def main() -> None:
             client = AnalysisClient({"url": service.url})
             header = client.insert_analysis_header(provenance={"analysis_name": "profile"})
             stream = client.insert_data_reference_header(header, data_keys={"a": {"dtype": "number"}})
+            pids = {"service": service.process.pid, "database": db_pid}
             via_service = per_request(args.inserts, lambda i: client.insert_data_reference(
-                stream, str(uuid.uuid4()), time.time(), {"a": i}, {"a": 0.0}, seq_num=i),
-                {"service": service.process.pid, "database": db_pid})
+                stream, str(uuid.uuid4()), time.time(), {"a": i}, {"a": 0.0}, seq_num=i), pids)
+            headers_via_service = per_request(args.inserts, lambda i: client.insert_analysis_header(
+                provenance={"analysis_name": "profile"}), pids)
             direct = mongo[name].direct
             direct.create_indexes(index_models("data_reference"))
             via_pymongo = per_request(args.inserts, lambda i: direct.insert_one(
                 {"uid": str(uuid.uuid4()), "data_reference_header": stream, "time": time.time(), "seq_num": i,
                  "data": {"a": i}, "timestamps": {"a": 0.0}}), {"database": db_pid})
+            direct_headers = mongo[name].direct_headers
+            direct_headers.create_indexes(index_models("analysis_header"))
+            headers_via_pymongo = per_request(args.inserts, lambda i: direct_headers.insert_one(
+                {"uid": str(uuid.uuid4()), "time": time.time(), "provenance": {"analysis_name": "profile"},
+                 "_status": "running"}), {"database": db_pid})
         finally:
             service.stop()
             mongo.drop_database(name)
     print(f"\nms per sequential insert ({args.inserts} each)")
     print(f"{'':<34}{'wall':>7}{'client':>8}{'service':>9}{'database':>10}")
-    for label, row in (("insert_data_reference over HTTP", via_service), ("pymongo insert_one", via_pymongo)):
+    for label, row in (("insert_data_reference over HTTP", via_service), ("pymongo insert_one", via_pymongo),
+                       ("insert_analysis_header over HTTP", headers_via_service),
+                       ("pymongo insert_one (header)", headers_via_pymongo)):
         print(f"{label:<34}{row['wall']:>7.2f}{row['client']:>8.2f}{row.get('service', 0.0):>9.2f}"
               f"{row['database']:>10.2f}")
-    print(f"results written to {save('singles_profile', {'service': via_service, 'direct': via_pymongo})}")
+    out = save("singles_profile", {"service": via_service, "direct": via_pymongo,
+                                   "headers_service": headers_via_service, "headers_direct": headers_via_pymongo})
+    print(f"results written to {out}")
 
 
 if __name__ == "__main__":

@@ -94,7 +94,8 @@ def main() -> None:
 
                     def http(params=params, count=count) -> None:
                         response = session.get(f"{service.url}/api/v1/analysis_header", params=params, timeout=300)
-                        response.raise_for_status()
+                        if not response.ok:
+                            raise SystemExit(f"status={params['status']}: {response.status_code} {response.text}")
                         if count:
                             assert response.json()["meta"]["count"] == counts[params["status"]]
 

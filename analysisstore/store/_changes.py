@@ -116,10 +116,12 @@ class ChangeFeed:
             end = min(start + ENTRY_DOCUMENTS, len(flight.positions))
             voided = [i - start for i in range(start, end) if i in not_written]
             state = _VOID if len(voided) == end - start else _DONE
-            done = await self.entries.find_one_and_update(
-                {"_id": flight.positions[start], "state": _PENDING}, {"$set": {"state": state, "void": voided}},
-                {"_id": 1})
-            if done is None:
+            # update_one, not findAndModify: on the embedded database a findAndModify that matches a stored
+            # document scans the collection, and the feed only grows (an O(n) settle made writes O(n^2)).
+            # An update command here is harmless to failpoints on a write's own commands: it comes last.
+            done = await self.entries.update_one(
+                {"_id": flight.positions[start], "state": _PENDING}, {"$set": {"state": state, "void": voided}})
+            if done.matched_count == 0:
                 log.warning("change-feed position %d was resolved by a reader before its write finished (a write "
                             "slower than the settle window of %.0f s)", flight.positions[start], self.settle_seconds)
 

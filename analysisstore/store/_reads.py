@@ -2,8 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import math
 import time
-from typing import Any, AsyncGenerator
+from typing import Any, AsyncGenerator, TypeGuard
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -13,6 +14,45 @@ from ..schemas import DOC_TYPES
 from ..service_fields import CLOSING, RUNNING, STATUS_FIELD, hidden
 from ._database_errors import _database_errors
 from ._status import EXIT_STATUSES, STATUSES, derive_status
+
+
+#: Bounded windows a keyset page tries before reading the rest of the range at once.
+_WINDOWS = 5
+#: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
+#: process; a hint for the width of a window, never part of a result).
+_DENSITY: dict[tuple[str, str], float] = {}
+_DENSITY_SIZE = 1_000
+
+
+def _listing_key(collection: str, query: dict[str, Any]) -> tuple[str, str]:
+    return collection, repr(sorted((k, repr(v)) for k, v in query.items() if k not in ("time", "uid")))
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _remember_density(collection: str, query: dict[str, Any], page: list[dict[str, Any]]) -> None:
+    first, last = page[0].get("time"), page[-1].get("time")
+    if not (_finite(first) and _finite(last)):
+        return
+    if len(_DENSITY) >= _DENSITY_SIZE:
+        _DENSITY.pop(next(iter(_DENSITY)))
+    _DENSITY[_listing_key(collection, query)] = abs(last - first) / (len(page) - 1)
+
+
+def _time_window(collection: str, query: dict[str, Any], sort: list[tuple[str, int]],
+                 skip: int) -> tuple[str, float, float] | None:
+    """(operator, bound, seconds per document) when ``query`` is a keyset page after a time whose density is
+    known; None for every other query (read as it is)."""
+    condition = query.get("time")
+    if skip or sort[0][0] != "time" or not isinstance(condition, dict) or len(condition) != 1:
+        return None
+    op, bound = next(iter(condition.items()))
+    if op != ("$gt" if sort[0][1] > 0 else "$lt") or isinstance(bound, bool) or not isinstance(bound, (int, float)):
+        return None
+    per_doc = _DENSITY.get(_listing_key(collection, query))
+    return None if per_doc is None else (op, float(bound), per_doc)
 
 
 class Reads:
@@ -51,15 +91,47 @@ class Reads:
                 wanted = limit + 1 - len(docs)
                 if wanted <= 0:
                     break
+                skip = offset if i == 0 else 0
+                window = _time_window(f"{self.db.name}.{doc_type}", query, sort, skip)
+                if window is not None:
+                    docs.extend(await self._find_in_windows(doc_type, query, sort, wanted, projection, window))
+                    continue
                 cursor = (
                     self.db[doc_type]
                     .find(query, hidden(projection), max_time_ms=self.max_time_ms)
                     .sort(sort)
-                    .skip(offset if i == 0 else 0)
+                    .skip(skip)
                     .limit(wanted)
                 )
-                docs.extend(await cursor.to_list())
+                found = await cursor.to_list()
+                if len(found) > 1 and sort[0][0] == "time":
+                    _remember_density(f"{self.db.name}.{doc_type}", query, found)
+                docs.extend(found)
         return docs[:limit], len(docs) > limit
+
+    async def _find_in_windows(self, doc_type: str, query: dict[str, Any], sort: list[tuple[str, int]], wanted: int,
+                               projection: dict[str, Any] | None, window: tuple[str, float, float]) -> list[dict[str, Any]]:
+        """The first ``wanted`` matches of a keyset page ``time > t`` (``< t`` descending), read in bounded time
+        windows. A range open at one end makes the embedded database fetch and sort every later document of the
+        stream for each page (paging a stream was quadratic); a window bounds that to about one page. The
+        windows follow each other without gap or overlap, so the pages are the same as one open query's."""
+        op, start, per_doc = window
+        forward = op == "$gt"
+        width = max(per_doc * wanted * 1.25, 1e-9)
+        found: list[dict[str, Any]] = []
+        for _ in range(_WINDOWS):
+            end = start + width if forward else start - width
+            bounded = {**query, "time": {op: start, ("$lte" if forward else "$gte"): end}}
+            found += await self.db[doc_type].find(bounded, hidden(projection), max_time_ms=self.max_time_ms) \
+                .sort(sort).limit(wanted - len(found)).to_list()
+            if len(found) >= wanted:
+                if len(found) > 1:
+                    _remember_density(f"{self.db.name}.{doc_type}", query, found)
+                return found
+            start, width = end, width * 2
+        rest = {**query, "time": {op: start}}  # sparse beyond the windows: the open remainder, as before
+        return found + await self.db[doc_type].find(rest, hidden(projection), max_time_ms=self.max_time_ms) \
+            .sort(sort).limit(wanted - len(found)).to_list()
 
     async def counts(self) -> dict[str, int]:
         """Approximate document count of every collection (from metadata: cheap at any size)."""
