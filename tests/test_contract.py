@@ -189,7 +189,7 @@ def test_the_layout_docs_name_only_what_exists():
 def test_the_architecture_page_names_every_store_and_contract_module():
     """docs/architecture.md names each module of the store and of the contract (so a new one is described)."""
     architecture = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    store = {p.stem for p in (PACKAGE / "store").glob("_*.py")} - {"__init__", "_common"}
+    store = {p.stem for p in (PACKAGE / "store").glob("_*.py")} - {"__init__"}
     contract = {p.relative_to(PACKAGE).as_posix() for p in (PACKAGE / "contract").rglob("*.py")
                 if p.name != "__init__.py"}
     assert sorted(name for name in store if f"`{name}`" not in architecture) == []
