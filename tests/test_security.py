@@ -166,6 +166,7 @@ def test_time_limits_for_pages_and_for_streams(start_service):
     response = requests.get(f"{pages_strict.url}/api/v1/data_reference", params={"data.absorbance__gt": 0.9},
                             timeout=120)  # an unindexed field: the database scans every record
     assert_error(response, 400, "BadRequest", "took longer than the server allows")
+    assert "clusterTime" not in response.text and "errmsg" not in response.text  # not the database's raw reply
     with _stream(pages_strict, {"filter": {"data_reference_header": stream}}) as response:
         assert response.status_code == 200, response.text
         assert sum(1 for line in response.iter_lines() if line) == 20_000

@@ -22,7 +22,10 @@ def _database_errors() -> Iterator[None]:
     try:
         yield
     except ExecutionTimeout as exc:
-        raise BadRequest(f"query took longer than the server allows; narrow the filter ({exc})") from None
+        # (The driver's text carries the whole server reply, cluster-time signature included: not for clients.)
+        log.info("query stopped at its time limit: %s", exc)
+        raise BadRequest("query took longer than the server allows (query_max_time_ms); narrow the filter, "
+                         "e.g. with a time range") from None
     except ConnectionFailure as exc:
         log.warning("database unavailable: %s", exc)
         raise DatabaseUnavailable("the database is not answering; retry later") from None
