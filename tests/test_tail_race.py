@@ -9,7 +9,12 @@ from typing import Any
 
 import pytest
 import requests
+from pymongo import AsyncMongoClient, monitoring
 
+from analysisstore.ingest import ingest
+from analysisstore.store import Store
+
+from faults import fault_db, faulty_service  # noqa: F401 - fixtures
 from helpers import header_doc, record_doc, stream_doc, tail_doc
 from serving import Serve
 
@@ -180,3 +185,64 @@ def test_no_file_is_attached_while_the_tail_is_being_stored(service):
                            data=b"in time", timeout=30)
     assert stored.status_code == 201, stored.text
     assert db.write_fence.count_documents({"analysis": header["uid"]}) == 0
+
+
+def test_a_record_insert_held_up_in_the_database_holds_the_tail_by_its_change_feed_entry(faulty_service):
+    """A record write's pending change-feed entry is its entry on the fence (no write_fence entry of its own):
+    a tail posted while the record's insert is held up in the database is stored only after the record, or
+    the record is refused whole."""
+    service, db = faulty_service.service, faulty_service.database
+    header, stream = _open_analysis(service)
+    record = record_doc(stream["uid"])
+    faulty_service.db.failpoint({"times": 1}, "insert", close_connection=False, blockConnection=True,
+                                blockTimeMS=3000)
+    with ThreadPoolExecutor(2) as pool:
+        writing = pool.submit(requests.post, f"{service.url}/api/v1/data_reference", json=record, timeout=60)
+        while not db.change_feed.find_one({"doc_type": "data_reference", "uids": record["uid"]}):
+            assert not writing.done(), writing.result().text  # the record's positions are being taken
+        tail = pool.submit(requests.post, f"{service.url}/api/v1/analysis_tail", json=tail_doc(header["uid"]),
+                           timeout=60)
+        while db.analysis_header.find_one({"uid": header["uid"]})["_status"] == "running":
+            assert not tail.done(), tail.result().text  # the tail has not closed the analysis yet
+        own_entries = db.write_fence.count_documents({})  # while the tail waits (or the record was refused)
+        stored = tail.result()
+        records_at_the_tail = db.data_reference.count_documents({"uid": record["uid"]})
+        assert stored.status_code == 201, stored.text
+        written = writing.result()
+    assert own_entries == 0
+    if written.status_code == 201:  # it entered before the tail closed the analysis: stored before the tail
+        assert records_at_the_tail == 1
+    else:  # the tail closed the analysis first
+        assert written.status_code == 409 and written.json()["error"]["type"] == "Finalized", written.text
+        assert db.data_reference.count_documents({"uid": record["uid"]}) == 0
+    assert db.change_feed.count_documents({"until": {"$gt": time.time()}}) == 0  # settled: no hold is left
+
+
+class _Commands(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_single_record_insert_takes_five_database_commands(service, service_loop, mongo_uri):
+    """Position, pending entry (also the fence entry), the header's status, the insert, the settle."""
+    _, stream = _open_analysis(service)
+    commands = _Commands()
+    store = Store(AsyncMongoClient(mongo_uri, event_listeners=[commands]), service.config.database)
+
+    async def insert_two() -> None:
+        await ingest(store, "data_reference", [record_doc(stream["uid"], seq_num=0)], max_items=10)
+        commands.names.clear()  # the first one also looked up its stream (kept: a stream's header never changes)
+        await ingest(store, "data_reference", [record_doc(stream["uid"], seq_num=1)], max_items=10)
+
+    service_loop.run(insert_two())
+    assert commands.names == ["findAndModify", "findAndModify", "find", "insert", "update"]
+    service_loop.run(store.close())

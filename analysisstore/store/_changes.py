@@ -11,6 +11,11 @@ How a write is recorded (docs/mirror.md explains why):
 3. The write happens; then the entry becomes ``done``, listing the documents
    it did not write (already stored, refused) as ``void``, or ``void`` whole.
 
+The pending entry of an insert doubles as the request's entry on the write
+fence (``_fence``): it names the analyses of its documents and holds a lease
+(``until``) that the settle ends, so a stream or record write needs no entry
+of its own (see :func:`held_entries`).
+
 A reader hands out positions in order and stops before the lowest one still
 in flight: a pending entry, or a position handed out whose entry is not there
 yet. Therefore a write that commits late never lands behind a position a
@@ -24,10 +29,13 @@ from __future__ import annotations
 import logging
 import time
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from pymongo import ReturnDocument
+from pymongo.errors import PyMongoError
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
 from ..changes import REVISION_FIELD
@@ -36,7 +44,8 @@ from ._cache import ImmutableCache
 from ._database_errors import _database_errors
 from ._results import INSERTED, WriteOutcome
 
-__all__ = ["ChangeFeed", "FEED_COLLECTION", "SETTLE_SECONDS", "MAX_FEED_LIMIT"]
+__all__ = ["ChangeFeed", "FEED_COLLECTION", "SETTLE_SECONDS", "MAX_FEED_LIMIT", "LEASE_SECONDS", "FeedHold",
+           "held_entries"]
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +53,10 @@ FEED_COLLECTION = "change_feed"
 _COUNTER_ID = "change_feed"
 #: Longer than any write may take (requests are bounded by the database time limit and body limits).
 SETTLE_SECONDS = 120.0
+#: How long a write in flight holds its analyses' write fence without renewing its entry (``_fence``).
+LEASE_SECONDS = 60.0
+#: The inserts the write fence guards (nothing after the tail): their pending entries hold it.
+_FENCED = ("data_reference_header", "data_reference")
 MAX_FEED_LIMIT = 5_000
 #: Documents per entry: 256-character uids, stream and header uids stay far below the 16 MB document limit.
 ENTRY_DOCUMENTS = 2_000
@@ -61,6 +74,25 @@ class _InFlight:
     positions: list[int] = field(default_factory=list)
     outcome: WriteOutcome | None = None  # inserts: which documents were written
     applied: bool = False  # updates: did the conditional update match
+    entries: list[int] = field(default_factory=list)  # the _id of each of its entries
+
+
+@dataclass
+class FeedHold:
+    """The pending entries of the insert this task is making: stored, with a live lease, before the write
+    fence reads any header's status, and naming the analyses of their documents."""
+
+    collection: AsyncCollection
+    entries: list[int]
+    analyses: set[str]
+
+
+_holding: ContextVar[FeedHold | None] = ContextVar("change_feed_holding", default=None)
+
+
+def held_entries() -> FeedHold | None:
+    """The change-feed entries held by the insert in progress in this task (None outside ``inserting``)."""
+    return _holding.get()
 
 
 class ChangeFeed:
@@ -99,15 +131,17 @@ class ChangeFeed:
         """Pending entries for the request (one per ENTRY_DOCUMENTS documents), holding a position per document."""
         first = await self._allocate(len(uids))
         now = time.time()
+        until = now + LEASE_SECONDS if op == "insert" and doc_type in _FENCED else 0  # the write fence's hold
         for start in range(0, len(uids), ENTRY_DOCUMENTS):
             end = min(start + ENTRY_DOCUMENTS, len(uids))
             entry = {"_id": first + start, "last": first + end - 1, "doc_type": doc_type, "op": op,
                      "revision": revision, "uids": uids[start:end], "headers": headers[start:end],
                      **{name: values[start:end] for name, values in (extra or {}).items()},
-                     "state": _PENDING, "void": [], "at": now}
+                     "state": _PENDING, "void": [], "at": now, "until": until}
             # findAndModify, like the counter: a write's own insert/update commands stay the only ones of those
             await self.entries.find_one_and_update({"_id": entry["_id"]}, {"$setOnInsert": entry}, upsert=True)
-        return _InFlight(list(range(first, first + len(uids))))
+        return _InFlight(list(range(first, first + len(uids))),
+                         entries=list(range(first, first + len(uids), ENTRY_DOCUMENTS)))
 
     async def _settle(self, flight: _InFlight, void: list[int]) -> None:
         """The write's outcome: ``void`` lists the indices of the documents it did not write."""
@@ -119,9 +153,11 @@ class ChangeFeed:
             # update_one, not findAndModify: on the embedded database a findAndModify that matches a stored
             # document scans the collection, and the feed only grows (an O(n) settle made writes O(n^2)).
             # An update command here is harmless to failpoints on a write's own commands: it comes last.
-            done = await self.entries.update_one(
-                {"_id": flight.positions[start], "state": _PENDING}, {"$set": {"state": state, "void": voided}})
+            # ``until``: the write is over, its hold on the write fence ends with the same command.
+            done = await self.entries.update_one({"_id": flight.positions[start], "state": _PENDING},
+                                                 {"$set": {"state": state, "void": voided, "until": 0}})
             if done.matched_count == 0:
+                await self.entries.update_one({"_id": flight.positions[start]}, {"$set": {"until": 0}})
                 log.warning("change-feed position %d was resolved by a reader before its write finished (a write "
                             "slower than the settle window of %.0f s)", flight.positions[start], self.settle_seconds)
 
@@ -145,7 +181,22 @@ class ChangeFeed:
             else:
                 header_of = [doc.get("analysis_header") for doc in docs]
             flight = await self._begin(doc_type, "insert", 0, [doc.get("uid") for doc in docs], header_of, extra)
-        yield flight  # an exception leaves the entry pending: a reader resolves it after the settle window
+        if doc_type in _FENCED:
+            _holding.set(FeedHold(self.entries, flight.entries, {h for h in header_of if isinstance(h, str)}))
+        try:
+            yield flight
+        except BaseException:
+            # The entry stays pending (a reader resolves it after the settle window); its fence hold ends now,
+            # as a fence entry of its own would have been removed.
+            try:
+                await self.entries.update_many({"_id": {"$in": flight.entries}, "state": _PENDING},
+                                               {"$set": {"until": 0}})
+            except PyMongoError as exc:
+                log.warning("change-feed positions from %d: could not end their write-fence hold (%s); it lapses "
+                            "in %.0f s", flight.entries[0], exc, LEASE_SECONDS)
+            raise
+        finally:
+            _holding.set(None)  # not reset(token): a caller may enter and leave in different tasks
         items = flight.outcome.items if flight.outcome else []
         void = [i for i in range(len(flight.positions))
                 if i >= len(items) or items[i].result != INSERTED or items[i].error is not None]

@@ -25,6 +25,14 @@ entry every third of a lease), and a ``closing`` whose own lease has passed
 checked that no tail was stored. Leases are compared with the hosts'
 clocks, so hosts sharing a database keep their clocks within a fraction of
 the lease of each other (NTP).
+
+An insert's pending change-feed entry (``_changes``) is stored before the
+write reaches the fence, names the analyses of its documents and carries a
+lease (``until``) that its settle ends: for those analyses it *is* the
+write's entry (:data:`HELD`), so a record write stores no entry of its own
+and removes none (two commands fewer). A tail waits for both kinds. Writes
+without a feed entry (files) and analyses the feed entry does not name
+store their own entry in ``write_fence`` as before.
 """
 from __future__ import annotations
 
@@ -40,16 +48,17 @@ from pymongo.errors import PyMongoError
 
 from ..errors import WritesInFlight
 from ..service_fields import CLOSING, CLOSING_FIELD, RUNNING, STATUS_FIELD
+from ._changes import FEED_COLLECTION, LEASE_SECONDS, held_entries
 from ._status import EXIT_STATUSES
 
-__all__ = ["Fence", "FENCE_COLLECTION", "LEASE_SECONDS", "TAIL_WAIT_SECONDS"]
+__all__ = ["Fence", "FENCE_COLLECTION", "LEASE_SECONDS", "TAIL_WAIT_SECONDS", "HELD"]
 
 log = logging.getLogger(__name__)
 
 #: Entries of the stream and record writes in flight; never served by the API.
 FENCE_COLLECTION = "write_fence"
-#: How long an entry (a write in flight) or a closing (a tail write) holds without being renewed.
-LEASE_SECONDS = 60.0
+#: The token of a write whose entry is its insert's pending change-feed entry (tokens of own entries are hex).
+HELD = "change-feed"
 #: How long a tail write waits for the writes in flight before answering 503 (send it again).
 TAIL_WAIT_SECONDS = 30.0
 _FIRST_PAUSE, _LONGEST_PAUSE = 0.002, 0.1
@@ -69,21 +78,28 @@ class Fence:
         self.headers = headers
         self.tails = tails
         self.entries = entries
+        self.feed = headers.database[FEED_COLLECTION]
         self.lease = lease
         self.wait = wait
 
     async def ensure_indexes(self) -> None:
         await self.entries.create_index([("analysis", ASCENDING), ("until", ASCENDING)])
+        # Only inserts in flight have an ``until`` in the future: a tail's look-up reads a handful of keys.
+        await self.feed.create_index([("until", ASCENDING)])
 
     # ---- stream and record writes -------------------------------------------------------------
 
     async def enter(self, header_uid: str) -> tuple[str | None, bool]:
         """Register a write on the analysis: (its token, False); (None, whether its tail is stored) when the
         analysis is closing or closed."""
-        token = secrets.token_hex(8)
-        # An upsert of a new _id costs what an insert does, and leaves the insert command to the documents.
-        await self.entries.update_one({"_id": token}, {"$set": {"analysis": header_uid,
-                                                                "until": time.time() + self.lease}}, upsert=True)
+        hold = held_entries()
+        if hold is not None and header_uid in hold.analyses:
+            token = HELD  # stored before this read of the status, live until the insert settles
+        else:
+            token = secrets.token_hex(8)
+            # An upsert of a new _id costs what an insert does, and leaves the insert command to the documents.
+            await self.entries.update_one({"_id": token}, {"$set": {"analysis": header_uid,
+                                                                    "until": time.time() + self.lease}}, upsert=True)
         try:
             for _ in range(3):  # a status to heal or a stopped tail write to take over, then read again
                 header = await self.headers.find_one({"uid": header_uid}, {"_id": 0, STATUS_FIELD: 1,
@@ -123,7 +139,10 @@ class Fence:
         return None
 
     async def leave(self, header_uid: str, token: str) -> None:
-        """Remove a write's entry (best effort: an entry left behind only holds until its lease ends)."""
+        """Remove a write's entry (best effort: an entry left behind only holds until its lease ends).
+        A held change-feed entry is left to the feed: its settle ends the hold."""
+        if token == HELD:
+            return
         try:
             await self.entries.delete_one({"_id": token})
         except PyMongoError as exc:
@@ -132,7 +151,16 @@ class Fence:
 
     async def renew(self, header_uid: str, token: str) -> None:
         """Extend a write's lease while it is still running."""
-        renewed = await self.entries.update_one({"_id": token}, {"$set": {"until": time.time() + self.lease}})
+        until = time.time() + self.lease
+        hold = held_entries()
+        if token == HELD and hold is not None:
+            renewed = await hold.collection.update_many({"_id": {"$in": hold.entries}, "until": {"$gt": 0}},
+                                                        {"$set": {"until": until}})
+            if renewed.matched_count != len(hold.entries):
+                log.error("analysis %r: change-feed positions from %d outlived their lease", header_uid,
+                          hold.entries[0])
+            return
+        renewed = await self.entries.update_one({"_id": token}, {"$set": {"until": until}})
         if renewed.matched_count != 1:
             log.error("analysis %r: write %s outlived its lease and was given up by a tail write", header_uid, token)
 
@@ -175,7 +203,7 @@ class Fence:
             if header is None or header.get(STATUS_FIELD) in EXIT_STATUSES:
                 return False
             pause = await self._pause(deadline, pause, header_uid, "another tail write")
-        while await self.entries.find_one({"analysis": header_uid, "until": {"$gt": time.time()}}, {"_id": 1}):
+        while await self._in_flight(header_uid):
             try:
                 pause = await self._pause(deadline, pause, header_uid, "its stream and record writes")
             except WritesInFlight:
@@ -187,6 +215,13 @@ class Fence:
         if kept.matched_count != 1:
             raise WritesInFlight(f"analysis {header_uid!r} was reopened while its tail waited; send the tail again")
         return True
+
+    async def _in_flight(self, header_uid: str) -> bool:
+        """Is a write with a live lease in flight on the analysis: its own entry, or its insert's feed entry?"""
+        now = time.time()
+        if await self.entries.find_one({"analysis": header_uid, "until": {"$gt": now}}, {"_id": 1}):
+            return True
+        return await self.feed.find_one({"until": {"$gt": now}, "headers": header_uid}, {"_id": 1}) is not None
 
     async def _pause(self, deadline: float, pause: float, header_uid: str, waiting_for: str) -> float:
         if time.monotonic() + pause > deadline:
