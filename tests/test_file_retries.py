@@ -3,6 +3,11 @@ from __future__ import annotations
 
 import hashlib
 import os
+import socket
+import time
+from urllib.parse import urlsplit
+
+import requests
 
 from analysisstore.client import AnalysisClient
 from analysisstore.client.bundle import Bundle, BundleWriter, zip_bundle
@@ -53,3 +58,30 @@ def test_a_database_error_mid_upload_is_a_503_and_keeps_nothing(faulty_service):
     database = faulty_service.database
     assert database.analysis_file.count_documents({}) == 0
     assert database["files.files"].count_documents({}) == 0
+
+
+def test_a_client_hanging_up_while_its_file_is_published_never_loses_the_content(faulty_service):
+    """The client goes away after the file's document is stored but before the answer: the stored file keeps its
+    content (a hang-up used to remove the chunks of a file already listed, leaving an empty file with a sha256)."""
+    service, database = faulty_service.service, faulty_service.database
+    header = header_doc()
+    assert requests.post(f"{service.url}/api/v1/analysis_header", json=header, timeout=30).status_code == 201
+    content = os.urandom(300_000)
+    # The fence entry's removal comes right after the file's document is inserted: hold it there.
+    faulty_service.db.failpoint({"times": 1}, "delete", close_connection=False, blockConnection=True,
+                                blockTimeMS=2_000)
+    target = urlsplit(service.url)
+    with socket.create_connection((target.hostname, target.port), timeout=30) as sock:
+        sock.sendall((f"POST /api/v1/analysis/{header['uid']}/files?name=result.bin HTTP/1.1\r\n"
+                      f"Host: {target.netloc}\r\nContent-Type: application/octet-stream\r\n"
+                      f"Content-Length: {len(content)}\r\n\r\n").encode() + content)
+        deadline = time.monotonic() + 60
+        while database.analysis_file.count_documents({}) == 0:  # each check a database round trip
+            assert time.monotonic() < deadline, "the file was never published"
+    # Hung up while the service is still inside the publish; wait for it to finish with the fence entry.
+    deadline = time.monotonic() + 60
+    while database.write_fence.count_documents({}):
+        assert time.monotonic() < deadline, "the publish never finished"
+    got = requests.get(f"{service.url}/api/v1/files/{database.analysis_file.find_one({})['uid']}", timeout=30)
+    assert got.status_code == 200 and hashlib.sha256(got.content).hexdigest() == hashlib.sha256(content).hexdigest()
+    assert database["files.files"].count_documents({}) == 1

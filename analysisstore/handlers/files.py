@@ -96,8 +96,10 @@ class FileUploadHandler(BaseHandler):
         if self._refusal is not None:
             raise self._refusal
         assert self.upload is not None
-        doc, result = await self.store.files.finish(self.upload, self.expected_sha256)
-        self.upload = None
+        # Handed over to finish(), which cleans up its own failures: a hang-up from here on must not
+        # remove chunks whose document is being stored.
+        upload, self.upload = self.upload, None
+        doc, result = await self.store.files.finish(upload, self.expected_sha256)
         self.set_header("Location", f"/api/v1/files/{quote(doc['uid'], safe='')}")
         self.write_json({**doc, "result": result}, status=201 if result == "inserted" else 200)
 

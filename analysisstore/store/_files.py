@@ -66,6 +66,8 @@ class Upload:
     buffer: bytearray = field(default_factory=bytearray)
     chunks: int = 0
     closed: bool = False
+    #: Its document may be stored: from then on the chunks are the file's content and are never removed.
+    publishing: bool = False
 
     async def write(self, data: bytes) -> None:
         self.size += len(data)
@@ -99,8 +101,10 @@ class Upload:
         self.closed = True
 
     async def abort(self) -> None:
-        """Remove whatever was written (safe to call more than once)."""
+        """Remove whatever was written (safe to call more than once), unless its document may be stored."""
         self.buffer.clear()
+        if self.publishing:
+            return
         with _database_errors():
             await self.db[CHUNKS].delete_many({"files_id": self.files_id})
             await self.db[FILES].delete_one({"_id": self.files_id})
@@ -138,7 +142,18 @@ class AttachmentStore:
         return Upload(self.db, analysis_header, name, content_type, limit, uid=uid, time=time, stored=stored)
 
     async def finish(self, upload: Upload, expected_sha256: str | None) -> tuple[dict[str, Any], str]:
-        """Close the upload and publish its document; (document, inserted/already stored)."""
+        """Close the upload and publish its document; (document, inserted/already stored).
+
+        The caller hands the upload over: whatever fails here removes what was written, except once
+        the document may be stored (a hang-up or error after that leaves the file whole, never empty).
+        """
+        try:
+            return await self._finish(upload, expected_sha256)
+        except BaseException:
+            await upload.abort()
+            raise
+
+    async def _finish(self, upload: Upload, expected_sha256: str | None) -> tuple[dict[str, Any], str]:
         sha256 = upload.digest.hexdigest()
         if expected_sha256 is not None and expected_sha256.lower() != sha256:
             await upload.abort()
@@ -154,22 +169,25 @@ class AttachmentStore:
                    "time": time.time() if upload.time is None else upload.time, "gridfs_id": upload.files_id}
             try:
                 await self._check_open(upload.analysis_header)  # a tail may have come while the body arrived
-                await self._publish(doc)
-            except DuplicateKeyError:
+                await self._publish(doc, upload)
+            except DuplicateKeyError:  # not stored: the name or uid is taken
+                upload.publishing = False
                 await upload.abort()
                 return await self._resolve_same_name(doc)
-            except (NotFound, Finalized):
+            except (NotFound, Finalized):  # refused before the insert
+                upload.publishing = False
                 await upload.abort()
                 raise
         return {k: v for k, v in doc.items() if k not in _PUBLIC}, INSERTED
 
-    async def _publish(self, doc: dict[str, Any]) -> None:
+    async def _publish(self, doc: dict[str, Any], upload: Upload) -> None:
         """Insert the file's document inside the analysis's write fence, as records are: none after the tail."""
         token, _ = await self.fence.enter(doc["analysis_header"])
         if token is None:
             raise Finalized(f"analysis {doc['analysis_header']!r} is finalized or its tail is being stored; "
                             "no new files may be added")
         try:
+            upload.publishing = True  # an insert whose answer is lost may still have stored the document
             await self.db[FILE_COLLECTION].insert_one(doc)
         finally:
             await self.fence.leave(doc["analysis_header"], token)
