@@ -109,7 +109,13 @@ def test_healthz_reports_a_dead_database_until_it_is_restarted(service_loop, tmp
 
 def _children(pid: int) -> set[int]:
     """Child processes of ``pid``, started from any of its threads."""
-    return {int(c) for task in Path(f"/proc/{pid}/task").iterdir() for c in (task / "children").read_text().split()}
+    children: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        try:
+            children.update(int(c) for c in (task / "children").read_text().split())
+        except FileNotFoundError:  # a thread that ended while we looked
+            continue
+    return children
 
 
 @pytest.mark.skipif(not Path("/proc/self/task").exists(), reason="needs Linux /proc to find the database child")

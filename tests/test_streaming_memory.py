@@ -45,7 +45,7 @@ def test_ndjson_of_200k_records_streams_in_constant_memory(mongo_uri, mongo):
             batch = []
     server = Serve("--mongo-uri", mongo_uri, "--database", name, "--log-level", "WARNING")
     try:
-        server.wait_ready()
+        server.wait_ready(timeout=300)  # start-up builds the service's indexes over the 200 000 records
         requests.get(f"{server.url}/api/v1/data_reference", params={"limit": 10}).raise_for_status()
         before = _memory(server.process.pid)["VmRSS"]
         response = requests.get(f"{server.url}/api/v1/data_reference",
