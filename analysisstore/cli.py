@@ -610,6 +610,12 @@ def _run_analyze(args: argparse.Namespace) -> int:
         params = json.loads(args.params)
     except ValueError as exc:
         raise SystemExit(f"--params is not valid JSON: {exc}") from None
+    if not isinstance(params, dict):
+        raise SystemExit(f"--params must be a JSON object such as '{{\"smooth\": 5}}', got {args.params!r}")
+    try:  # NaN and 1e400 (infinity) parse, but no stored document may hold them as parameters
+        json.dumps(params, allow_nan=False)
+    except ValueError:
+        raise SystemExit(f"--params must hold finite numbers, got {args.params!r}") from None
     analysis = ANALYSES[args.name]
     try:
         analysis([], params)  # check the parameters once, before any input is read

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
@@ -65,6 +66,8 @@ def _float(low: float) -> Callable[[Any], float]:
         if isinstance(value, bool):
             raise ValueError("expected a number")
         number = float(value)
+        if not math.isfinite(number):  # nan slips past `< low`, and neither means a usable limit
+            raise ValueError(f"expected a finite number of at least {low}")
         if number < low:
             raise ValueError(f"expected at least {low}")
         return number

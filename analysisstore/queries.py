@@ -322,10 +322,25 @@ def parse_lookups(args: Mapping[str, list[str]], reserved: Iterable[str] = ()) -
         if name in skip:
             continue
         field, op = split_lookup(name)
-        clauses.append({field: _condition(name, op, values)})
+        condition = _condition(name, op, values)
+        if field == "time" and op in _ORDERING:
+            _check_time_bounds(name, condition)
+        clauses.append({field: condition})
     merged = _merge(clauses)
     check_filter_size(merged)
     return merged
+
+
+#: Lookups that compare by order: MongoDB compares a number only with numbers, so a text bound matches nothing.
+_ORDERING = frozenset({"gt", "gte", "lt", "lte", "range"})
+
+
+def _check_time_bounds(name: str, condition: dict[str, Any]) -> None:
+    """Every document's ``time`` is epoch seconds: a bound that is not a number would silently match nothing."""
+    for bound in condition.values():
+        if isinstance(bound, bool) or not isinstance(bound, (int, float)) or math.isnan(bound):
+            raise BadRequest(f"{name} takes epoch seconds or an ISO-8601 time such as 2026-11-21T08:00:00Z, "
+                             f"got {bound!r}")
 
 
 def _condition(name: str, op: str, values: list[str]) -> Any:

@@ -42,6 +42,8 @@ _DOCUMENT_NAMES = {
     "data_reference": "DataReference",
 }
 _PAGE_SIZE = 5_000
+#: Keywords of ``iter_find`` that a ``find_*``/``iter_*`` call would otherwise take for fields.
+_READ_OPTIONS = frozenset({"paged", "page_size"})
 #: One update call touches at most this many documents.
 MAX_UPDATE_MATCHES = 1_000
 NDJSON = "application/x-ndjson"
@@ -353,6 +355,10 @@ class AnalysisClient(MirrorMixin):
         if reserved:
             raise InvalidLookup(f"{reserved} shape the page, they are not fields to filter on; "
                                 "use find_page() for cursor, fields and counts")
+        options = sorted(set(keywords) & _READ_OPTIONS)
+        if options:  # as a filter they would match nothing, silently
+            raise InvalidLookup(f"{options} are options of iter_find(), not fields to filter on; "
+                                "use iter_find(doc_type, query, paged=True, page_size=...)")
         if is_lookup_query(keywords):
             return self._iter_lookup_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
         return self.iter_find(doc_type, keywords, order_by=order_by, limit=limit)

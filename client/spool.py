@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from ..contract.bundle import Bundle, BundleWriter, safe_name
-from .errors import TRANSIENT_ERRORS, Conflict
+from ..contract.validation import DocumentProblem, check_record_keys, schema_problem
+from .errors import TRANSIENT_ERRORS, Conflict, ValidationError
 
 __all__ = ["Spool", "SpoolingWrites", "with_time", "AbandonedBundle", "is_spool", "ACTIVE", "FINISHED", "SYNCED", "QUARANTINED",
            "ABANDONED_REASON"]
@@ -133,6 +134,8 @@ class Spool:
         return uid
 
     def add(self, header_uid: str, doc_type: str, docs: list[dict[str, Any]]) -> None:
+        if doc_type == "data_reference":
+            self._check_records(header_uid, docs)
         writer = BundleWriter(self._active(header_uid))
         if doc_type == "data_reference_header":
             for doc in docs:
@@ -154,6 +157,22 @@ class Spool:
         elif doc_type == "analysis_header":
             (header,) = docs
             writer.write_header(header)
+
+    def _check_records(self, header_uid: str, docs: list[dict[str, Any]]) -> None:
+        """Refuse, whole, records the service would refuse: kept, they would quarantine the analysis at sync."""
+        with Bundle(self._active(header_uid)) as bundle:
+            streams = {s["uid"]: s for s in bundle.streams}
+        for index, doc in enumerate(docs):
+            problem = schema_problem("data_reference", doc)
+            stream = streams.get(doc.get("data_reference_header"))
+            try:
+                if problem is None and stream is not None:
+                    check_record_keys(doc, stream)
+            except DocumentProblem as refused:
+                problem = refused.message
+            if problem is not None:
+                raise ValidationError(422, "ValidationError", f"item {index}: {problem}; nothing of this request "
+                                      "was kept in the spool")
 
 
 def with_time(doc: dict[str, Any]) -> dict[str, Any]:

@@ -41,9 +41,14 @@ def test_resend_without_time_is_already_stored(service):
     """A retry of a document whose time the server filled is recognised as the same document."""
     header = header_doc()
     del header["time"]
-    assert post(service, "analysis_header", dict(header)).status_code == 201
-    assert post(service, "analysis_header", dict(header)).json()["result"] == "already stored"
+    first = post(service, "analysis_header", dict(header))
+    assert first.status_code == 201
+    again = post(service, "analysis_header", dict(header))
+    assert again.json()["result"] == "already stored"
     assert service.count("analysis_header") == 1
+    stored = service.database.analysis_header.find_one({"uid": header["uid"]})
+    # the answer names the stored document's time, not the time this retry would have had
+    assert again.json()["time"] == first.json()["time"] == stored["time"]
 
 
 def test_same_uid_different_content_is_conflict_and_keeps_original(service):

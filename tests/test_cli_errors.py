@@ -129,6 +129,9 @@ def test_missing_token_and_too_small_scope_are_explained(start_service, tmp_path
     (["sync", "{tmp}", "--reset", "no-such-bundle"], "no synced or quarantined bundle named 'no-such-bundle'"),
     (["import", "{tmp}/missing.zip"], "missing.zip: no such file or directory"),
     (["status", "--url", "ftp://somewhere"], "not an http(s) URL"),
+    (["analyze", "uvvis_absorbance", "--params", '{{"smooth": 1e400}}'], "--params must hold finite numbers"),
+    (["analyze", "uvvis_absorbance", "--params", '{{"smooth": NaN}}'], "--params must hold finite numbers"),
+    (["analyze", "uvvis_absorbance", "--params", "[5]"], "--params must be a JSON object"),
 ])
 def test_local_mistakes_are_one_line(tmp_path, args, expected):
     """An unknown bundle name, a missing file or a bad URL: one line naming it, non-zero exit."""

@@ -117,6 +117,9 @@ def test_repeated_lookups_page_through_the_link_header(service, dataset):
     ({"sample__in": []}, "at least one"),
     ({"sample": {"$regex": "x"}, "time__gt": 1}, "JSON filter"),
     ({"cursor": "abc"}, "find_page"),
+    # options of iter_find, not fields: taken as a filter they silently matched nothing
+    ({"paged": True}, "iter_find"),
+    ({"project": "x", "page_size": 50}, "iter_find"),
     ({"time__gt": float("nan")}, "finite"),
 ])
 def test_bad_lookups_fail_in_the_client(closed_port, keywords, needle):

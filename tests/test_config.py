@@ -45,6 +45,11 @@ def test_config_file_from_environment(tmp_path):
     ("host: 0.0.0.0\n", {}, {}, "no tokens are configured"),
     ("stale_after_seconds: 12x\n", {}, {}, "bad value for 'stale_after_seconds' in file:"),
     ("", {"ASST_DRAIN_SECONDS": "-1m"}, {}, "bad value for 'drain_seconds' in env:ASST_DRAIN_SECONDS"),
+    # not-a-number passes every `< low` check; it would make no analysis ever stale
+    ("", {}, {"stale_after_seconds": "nan"}, "bad value for 'stale_after_seconds' in flag:--stale-after-seconds"),
+    ("stale_after_seconds: .nan\n", {}, {}, "bad value for 'stale_after_seconds' in file:"),
+    ("", {"ASST_BODY_TIMEOUT_SECONDS": "inf"}, {}, "bad value for 'body_timeout_seconds' in env:"),
+    ("", {}, {"drain_seconds": "1e400"}, "bad value for 'drain_seconds' in flag:--drain-seconds"),
 ])
 def test_bad_config_fails_fast_naming_key_and_source(tmp_path, file_text, env, flags, needle):
     """Unknown keys, bad values and unsafe combinations stop start-up with a precise message."""

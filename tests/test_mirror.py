@@ -231,6 +231,23 @@ def test_filtered_pull_then_updates_then_nothing(pair):
     _assert_mirrored(remote, local)
 
 
+def test_a_remote_whose_feed_ends_before_the_recorded_position_is_refused(pair):
+    """A remote reset or replaced under the same URL: its feed ends before where this mirror got to.
+
+    Taken as "caught up", every pull brought nothing until the new feed passed
+    the old position, and then skipped everything before it.
+    """
+    remote, local = pair
+    _analysis(remote, records=1)
+    _pull(remote, local)
+    local.database.mirror_positions.update_many({}, {"$inc": {"position": 1_000_000}})  # as if the remote was reset
+    _analysis(remote, records=1)
+    done = _pull(remote, local, check=None)
+    assert done.returncode != 0 and "Traceback" not in done.stderr, done.stdout + done.stderr
+    assert "before the position" in done.stderr.strip().splitlines()[-1]
+    assert local.database.analysis_header.count_documents({}) == 1  # nothing was taken as caught up
+
+
 def test_conflict_is_reported_never_overwritten(pair):
     """A uid stored locally with other content: the rest is pulled, the conflict listed, exit 1, every time."""
     remote, local = pair

@@ -61,3 +61,30 @@ def test_a_stalled_update_loses_to_the_next_patch_without_losing_its_revision(fa
     assert stored["sample"] == "B" and stored["_revision"] == 1
     revisions = _revisions(service, header["uid"])
     assert [(r["revision"], r["document"]) for r in revisions] == [(0, header)]
+
+
+def test_concurrent_patches_keep_a_revision_for_every_change(service):
+    """Many PATCHes of one header at once: every accepted change leaves the version it replaced.
+
+    A PATCH that took over a revision record from a PATCH still running, and
+    then lost the race to it, used to delete that record: the winner's
+    history was gone although it had answered 200.
+    """
+    header = header_doc()
+    assert post(service, "analysis_header", header).status_code == 201
+    answers: list[requests.Response] = []
+
+    def patch_many(worker: int) -> None:
+        for round_ in range(6):
+            answers.append(_patch(service, header["uid"], {"notes": f"{worker}-{round_}"}))
+
+    workers = [threading.Thread(target=patch_many, args=(n,)) for n in range(8)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+    accepted = sorted(r.json()["_revision"] for r in answers if r.status_code == 200)
+    assert {r.status_code for r in answers} <= {200, 409}
+    assert accepted == list(range(1, len(accepted) + 1))
+    revisions = _revisions(service, header["uid"])
+    assert [r["revision"] for r in revisions] == list(range(len(accepted)))

@@ -87,6 +87,19 @@ def test_hostile_lookups_are_400(service, params, needle):
     assert_error(response, 400, "BadRequest", needle)
 
 
+@pytest.mark.parametrize("params", [
+    {"time__gte": "yesterday"},
+    {"time__lt": "nan"},
+    {"time__gt": "NaN"},
+    {"time__range": "2026-01-01,tomorrow"},
+    {"time__range": ["yesterday", "2026-01-01"]},
+])
+def test_a_time_bound_that_is_not_a_time_is_400(service, dataset, params):
+    """``time`` is epoch seconds in every document: text (or NaN) as its bound matched nothing, silently."""
+    response = requests.get(f"{service.url}/api/v1/analysis_header", params=params)
+    assert_error(response, 400, "BadRequest", "ISO-8601")
+
+
 def test_order_by_any_field_pages_with_missing_values(service, dataset):
     """Sorting on an optional field puts missing values first and pages through every document once."""
     expected_asc = ["e", "f", "c", "d", "a", "b"]  # missing sample first, then by sample, uid

@@ -1,6 +1,8 @@
 """Tokens and scopes on every class of route, CORS, and the metrics endpoint."""
 from __future__ import annotations
 
+import json
+
 import pytest
 import requests
 
@@ -115,6 +117,36 @@ def test_cors_allowlist(start_service):
     other = requests.options(f"{service.url}/api/v1/analysis_header", headers={
         "Origin": "https://evil.example", "Access-Control-Request-Method": "POST"})
     assert other.status_code == 403 and "Access-Control-Allow-Origin" not in other.headers
+
+
+def test_a_web_page_of_another_site_cannot_write(start_service):
+    """Without auth (the loopback default) a page elsewhere could POST text/plain here without a preflight.
+
+    Browsers send Origin with such a request: a write from an origin that is
+    neither this service's own nor listed in cors_origins is refused and
+    nothing is stored. Clients that send no Origin (scripts, curl) and the
+    service's own page are unaffected.
+    """
+    service = start_service(cors_origins=("https://ui.example",))
+    simple = {"Content-Type": "text/plain"}
+    for body, path in ((header_doc(uid="csrf"), "/api/v1/analysis_header"),
+                       ({"signature": "insert_analysis_header", "payload": header_doc(uid="csrf-0x")},
+                        "/analysis_header")):
+        for origin in ("https://evil.example", "null", "http://["):
+            response = requests.post(service.url + path, data=json.dumps(body),
+                                     headers={**simple, "Origin": origin}, timeout=30)
+            assert response.status_code == 403, response.text
+            assert response.json()["error"]["type"] == "Forbidden"
+    assert service.count("analysis_header") == 0
+    own = f"http://127.0.0.1:{service.port}"
+    for origin, uid in ((own, "own-page"), ("https://ui.example", "listed")):
+        response = requests.post(f"{service.url}/api/v1/analysis_header", data=json.dumps(header_doc(uid=uid)),
+                                 headers={**simple, "Origin": origin}, timeout=30)
+        assert response.status_code == 201, response.text
+    search = requests.post(f"{service.url}/api/v1/analysis_header/search", json={"filter": {}},
+                           headers={"Origin": "https://evil.example"}, timeout=30)
+    assert search.status_code == 200  # a read: its answer stays unreadable to that page without CORS
+    assert service.count("analysis_header") == 2
 
 
 def _metric(text, name, **labels):

@@ -11,6 +11,7 @@ import requests
 
 from analysisstore.client import AnalysisClient
 from analysisstore.client.bundle import BundleWriter
+from analysisstore.client.errors import ValidationError
 from analysisstore.drivers.sync import Syncer
 from helpers import header_doc, record_doc, stream_doc, tail_doc
 
@@ -67,6 +68,31 @@ def test_outage_mid_analysis_spools_the_rest(start_service, tmp_path):
     assert _syncer(tmp_path, revived).run_once().ok
     assert revived.count("data_reference") == 50
     assert revived.count("analysis_header") == 1 and revived.count("analysis_tail") == 1
+
+
+def test_offline_write_the_service_would_refuse_is_refused_at_once(start_service, closed_port, tmp_path):
+    """Offline, a record of the wrong dtype or an undeclared key raises ValidationError as online would.
+
+    Kept in the spool, it would have quarantined the whole analysis at sync,
+    after the script had been told it was recorded.
+    """
+    client = _spooling_client(tmp_path, closed_port)
+    h = client.insert_analysis_header(provenance={"analysis_name": "offline"})
+    s = client.insert_data_reference_header(h, data_keys=KEYS)
+    good = [{"data": {"x": i}, "timestamps": {"x": 0.0}, "seq_num": i} for i in range(5)]
+    client.insert_bulk_data_reference(s, good)
+    bad_chunk = [{"data": {"x": 5}, "timestamps": {"x": 0.0}, "seq_num": 5},
+                 {"data": {"x": "five"}, "timestamps": {"x": 0.0}, "seq_num": 6}]
+    with pytest.raises(ValidationError, match="declares dtype 'number'"):
+        client.insert_bulk_data_reference(s, bad_chunk)
+    with pytest.raises(ValidationError, match="not declared"):
+        client.insert_data_reference(s, data={"y": 1.0}, timestamps={"y": 0.0})
+    client.insert_analysis_tail(h, exit_status="success")
+    service = start_service()
+    report = _syncer(tmp_path, service).run_once()
+    assert report.ok and report.synced, report
+    assert service.count("data_reference", {"data_reference_header": s}) == 5  # the refused chunk kept nothing
+    assert service.count("analysis_tail", {"analysis_header": h}) == 1
 
 
 def _bundle(root, records, name=None):

@@ -23,7 +23,7 @@ from typing import Any, Callable, Iterable
 from ..client import AnalysisClient, Conflict, NotFound, ServiceError, ServiceUnreachable
 from ..contract.vocabulary import UPDATABLE_TYPES
 
-__all__ = ["Puller", "PullReport", "RemoteUnreachable", "position_key"]
+__all__ = ["FeedEndsBefore", "Puller", "PullReport", "RemoteUnreachable", "position_key"]
 
 log = logging.getLogger(__name__)
 
@@ -42,6 +42,12 @@ def position_key(remote_url: str, where: Iterable[str]) -> str:
 
 def _content(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in dict(doc).items() if k not in _BOOKKEEPING}
+
+
+class FeedEndsBefore(Exception):
+    """The remote's feed ends before the position recorded for it: another store under that URL (reset, replaced)."""
+
+    exit_code = 1
 
 
 class RemoteUnreachable(Exception):
@@ -115,6 +121,12 @@ class Puller:
         self._recheck(conflicts)
         while True:
             page = self.remote.changes(position, self.page_size, self.where)
+            if page["last"] < position:  # the feed never shrinks: this is not the store pulled from before
+                raise FeedEndsBefore(
+                    f"the change feed of {self.remote_url} ends at position {page['last']}, before the position "
+                    f"{position} recorded here for it: it is not the store pulled from before (reset or replaced); "
+                    f"nothing was pulled. To start over, PUT {{\"position\": 0}} to "
+                    f"/api/v1/mirror_positions/{self.key} of the local service")
             self.apply(page["changes"])
             moved = page["next"] != position
             if moved and not self.report.dry_run:

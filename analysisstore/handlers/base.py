@@ -7,6 +7,7 @@ import math
 import uuid
 from http import HTTPStatus
 from typing import Any, Awaitable
+from urllib.parse import urlsplit
 
 import ujson
 from tornado.http1connection import HTTP1Connection
@@ -240,9 +241,28 @@ class BaseHandler(RequestHandler):
         """Checks made before any of the body is read: token and declared size."""
         if self.request.method != "OPTIONS":
             self._authorize()
+            self._refuse_other_sites_writes()
         declared = self._declared_length()
         if declared is not None and declared > self.body_limit():
             raise self._too_large()
+
+    def _refuse_other_sites_writes(self) -> None:
+        """A page of another site may not write here (CSRF): without auth nothing else would stop it.
+
+        A browser sends ``Origin`` with every cross-site POST, also the "simple"
+        text/plain ones it sends without a preflight; scripts and curl send none.
+        """
+        origin = self.request.headers.get("Origin")
+        if origin is None or self.required_scope() in (None, "read") or origin in self.config.cors_origins:
+            return
+        try:
+            site = urlsplit(origin).netloc.lower()
+        except ValueError:  # e.g. "http://[" : no site at all
+            site = ""
+        if site and site == (self.request.host or "").lower():
+            return  # the service's own page
+        raise Forbidden(f"a write from a page at {origin!r} is refused; list that origin in cors_origins "
+                        "to allow it")
 
     def _declared_length(self) -> int | None:
         declared = self.request.headers.get("Content-Length")

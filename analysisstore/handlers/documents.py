@@ -144,7 +144,9 @@ class DocumentCollectionHandler(PagingHandler):
             return
         item = outcome.items[0]
         self.set_header("Location", f"/api/v1/{doc_type}/{quote(item.uid, safe='')}")  # any uid, as ASCII
-        self.write_json({"uid": item.uid, "result": item.result, "time": body["time"]},
+        # A re-send whose time the service filled in would carry this request's time, not the stored one.
+        stored_time = body["time"] if item.result == "inserted" else (await self.store.get(doc_type, item.uid))["time"]
+        self.write_json({"uid": item.uid, "result": item.result, "time": stored_time},
                         status=201 if item.result == "inserted" else 200)
 
     async def get(self, doc_type: str) -> None:

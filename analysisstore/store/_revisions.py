@@ -50,10 +50,15 @@ class Revisions:
                 result = await self.db[doc_type].update_one(current, update)
                 change.applied = result.matched_count == 1
             if result.matched_count != 1:
-                # Only a revision this request still owns goes: one taken over by another request
-                # (see _keep_revision) now records the version that request replaced.
-                await self.db.revisions.delete_one({"doc_type": doc_type, "uid": uid, "revision": revision,
-                                                    "request_id": request_id})
+                # The document moved past ``revision``: whichever request moved it relied on this very
+                # record (one version per revision number; it may have been taken over from that request,
+                # see _keep_revision), so it stays. Only a record no change used goes, and only while
+                # this request still owns it.
+                now = await self.db[doc_type].find_one({"uid": uid}, {REVISION_FIELD: 1},
+                                                       max_time_ms=self.max_time_ms)
+                if now is None or now.get(REVISION_FIELD, 0) <= revision:
+                    await self.db.revisions.delete_one({"doc_type": doc_type, "uid": uid, "revision": revision,
+                                                        "request_id": request_id})
                 raise Conflict(f"{doc_type} {uid!r} changed while updating; retry")
         return revision + 1
 
