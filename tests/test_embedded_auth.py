@@ -107,6 +107,28 @@ def test_healthz_reports_a_dead_database_until_it_is_restarted(service_loop, tmp
         database.stop()
 
 
+def test_an_acknowledged_write_survives_the_database_being_killed(service_loop, tmp_path):
+    """Every write the service answered 201 for is there after the database process is SIGKILLed and restarted."""
+    database = EmbeddedMongo(tmp_path / "db").start()
+    server, store, port = service_loop.run(_start(ServiceConfig(database="asst_durable"), database.uri,
+                                                  create_indexes=True))
+    url = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(3):
+            written = [header_doc() for _ in range(10)]
+            for doc in written:
+                assert requests.post(f"{url}/api/v1/analysis_header", json=doc, timeout=30).status_code == 201
+            os.kill(database.pid, signal.SIGKILL)  # at once: no time for a background flush
+            _wait_dead(database)
+            assert database.restart()
+            with MongoClient(database.uri) as direct:
+                stored = {d["uid"] for d in direct.asst_durable.analysis_header.find({}, {"uid": 1})}
+            assert {d["uid"] for d in written} <= stored, "an acknowledged write was lost"
+    finally:
+        service_loop.run(_stop(server, store))
+        database.stop()
+
+
 def _children(pid: int) -> set[int]:
     """Child processes of ``pid``, started from any of its threads."""
     children: set[int] = set()
