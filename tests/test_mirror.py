@@ -452,3 +452,46 @@ def test_a_large_write_spans_several_entries_and_keeps_its_order(service):
     assert [c["uid"] for c in seen] == expected
     assert [c["position"] - before for c in seen] == [*range(1, 1_601), *range(2_301, 4_501)]
     assert seen[0]["document"] == records[0]
+
+
+def test_writers_racing_on_a_new_database_all_get_positions(mongo_uri, mongo):
+    """Two workers' first writes on a database whose counter does not exist yet (the embedded database answers
+    some racing creators with nothing): every write gets its own positions, none fails."""
+    name = f"asst_counter_{uuid.uuid4().hex[:8]}"
+    workers = [Store.connect(mongo_uri, name) for _ in range(2)]
+
+    async def race() -> list[int]:
+        try:
+            return await asyncio.gather(*[workers[i % 2].feed._allocate(2) for i in range(16)])
+        finally:
+            for store in workers:
+                await store.close()
+
+    try:
+        firsts = asyncio.run(race())
+        assert len(set(firsts)) == 16 and all(first % 2 == 1 for first in firsts)  # disjoint pairs of positions
+    finally:
+        mongo.drop_database(name)
+
+
+def test_start_up_creates_the_counter_once(mongo_uri, mongo):
+    """ensure_indexes makes the counter (so writers never race to create it), and keeps it when run again."""
+    name = f"asst_counter_{uuid.uuid4().hex[:8]}"
+
+    async def start(allocate: int) -> None:
+        store = Store.connect(mongo_uri, name)
+        try:
+            await store.ensure_indexes()
+            if allocate:
+                await store.feed._allocate(allocate)
+        finally:
+            await store.close()
+
+    try:
+        asyncio.run(start(0))
+        assert mongo[name].meta.find_one({"_id": "change_feed"}) == {"_id": "change_feed", "last": 0}
+        asyncio.run(start(3))
+        asyncio.run(start(0))
+        assert mongo[name].meta.find_one({"_id": "change_feed"})["last"] == 3
+    finally:
+        mongo.drop_database(name)

@@ -105,6 +105,7 @@ class Store:
                 [("doc_type", ASCENDING), ("uid", ASCENDING), ("revision", ASCENDING)], unique=True
             )
             await self.fence.ensure_indexes()
+            await self.feed.ensure_counter()
         await self.files.ensure_indexes()
         log.info("indexes ensured on database %r", self.db.name)
 

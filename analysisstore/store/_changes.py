@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 from typing import Any, AsyncIterator
 
 from pymongo import ReturnDocument
-from pymongo.errors import PyMongoError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 
@@ -51,6 +51,8 @@ log = logging.getLogger(__name__)
 
 FEED_COLLECTION = "change_feed"
 _COUNTER_ID = "change_feed"
+#: Tries of the counter's increment (only a race to create it makes one fail).
+_ALLOCATE_ATTEMPTS = 5
 #: Longer than any write may take (requests are bounded by the database time limit and body limits).
 SETTLE_SECONDS = 120.0
 #: How long a write in flight holds its analyses' write fence without renewing its entry (``_fence``).
@@ -107,13 +109,28 @@ class ChangeFeed:
 
     # ---- writing ------------------------------------------------------------------
 
+    async def ensure_counter(self) -> None:
+        """Create the counter at start-up, so that writers only ever increment a document that exists."""
+        try:
+            await self.db.meta.insert_one({"_id": _COUNTER_ID, "last": 0})
+        except DuplicateKeyError:  # there already (or another worker made it just now)
+            pass
+
     async def _allocate(self, count: int) -> int:
         """The first of ``count`` new consecutive positions."""
-        counter = await self.db.meta.find_one_and_update(
-            {"_id": _COUNTER_ID}, {"$inc": {"last": count}}, upsert=True, return_document=ReturnDocument.AFTER)
-        if counter is None:  # an upsert returning the document after it never gives None
-            raise RuntimeError("the change-feed counter was not written")
-        return int(counter["last"]) - count + 1
+        for _ in range(_ALLOCATE_ATTEMPTS):
+            try:
+                counter = await self.db.meta.find_one_and_update(
+                    {"_id": _COUNTER_ID}, {"$inc": {"last": count}}, upsert=True,
+                    return_document=ReturnDocument.AFTER)
+            except DuplicateKeyError:  # another writer created the counter at the same moment
+                continue
+            if counter is not None:
+                return int(counter["last"]) - count + 1
+            # The embedded database answers None to writers racing to create the counter, though it
+            # incremented it: those positions become a hole, which readers resolve after the settle window.
+            log.warning("change-feed counter: no value returned while it was being created; allocating again")
+        raise RuntimeError("the change-feed counter could not be incremented")
 
     async def _headers_of_streams(self, stream_uids: set[str]) -> dict[str, str]:
         out = {uid: p["analysis_header"] for uid in stream_uids
