@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import requests
+from pymongo import AsyncMongoClient, monitoring
 
+from analysisstore.store import Store
 from helpers import header_doc, post, record_doc, stream_doc
 
 
@@ -36,3 +38,43 @@ def test_pages_of_an_uneven_stream_visit_every_record_once_in_order(service):
         backward = _pages(service, stream["uid"], "-time", limit)
         assert [uid for page in backward for uid in page] == expected[::-1]
         assert all(len(page) == limit for page in backward[:-1])
+
+
+class _Finds(monitoring.CommandListener):
+    def __init__(self) -> None:
+        self.count = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.count += event.command_name == "find"
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def test_a_first_page_bounded_by_its_own_time_is_one_query(service, service_loop, mongo_uri):
+    """`time__gt=…` or status=running (whose bound is the stale cutoff) on a first page: one find, even once the
+    listing's density is known and the data lies far past the bound (windows are for pages after a cursor)."""
+    header = header_doc()
+    stream = stream_doc(header["uid"])
+    assert post(service, "analysis_header", header).status_code == 201
+    assert post(service, "data_reference_header", stream).status_code == 201
+    assert post(service, "data_reference", [record_doc(stream["uid"], seq_num=i, time=1e6 + i)
+                                            for i in range(30)]).ok
+    finds = _Finds()
+    store = Store(AsyncMongoClient(mongo_uri, event_listeners=[finds]), service.config.database)
+    query = {"data_reference_header": stream["uid"], "time": {"$gt": 0.0}}
+
+    async def first_pages() -> list[list[dict]]:
+        pages = []
+        for _ in range(2):  # the first one teaches the listing's density
+            docs, _ = await store.find_page("data_reference", [query], [("time", 1), ("uid", 1)], 10)
+            pages.append(docs)
+        await store.close()
+        return pages
+
+    pages = service_loop.run(first_pages())
+    assert finds.count == 2, "a first page was read in time windows"
+    assert [d["seq_num"] for d in pages[1]] == list(range(10))

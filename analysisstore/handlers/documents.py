@@ -64,7 +64,7 @@ class PagingHandler(BaseHandler):
                                                           page.limit, projection(page))
         else:
             docs, has_more = await self.store.find_page(doc_type, queries, page.sort, page.limit, page.offset,
-                                                        projection(page))
+                                                        projection(page), keyset=after is not None)
         pageable = has_more and docs and page.latest is None
         next_cursor = None
         if pageable:

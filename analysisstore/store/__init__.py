@@ -146,10 +146,10 @@ class Store:
         return await self.reads.get(doc_type, uid)
 
     async def find_page(self, doc_type: str, queries: list[dict[str, Any]], sort: list[tuple[str, int]], limit: int,
-                        offset: int = 0, projection: dict[str, Any] | None = None,
+                        offset: int = 0, projection: dict[str, Any] | None = None, keyset: bool = False,
                         ) -> tuple[list[dict[str, Any]], bool]:
         """Up to ``limit`` matches and whether more follow (see :meth:`Reads.find_page`)."""
-        return await self.reads.find_page(doc_type, queries, sort, limit, offset, projection)
+        return await self.reads.find_page(doc_type, queries, sort, limit, offset, projection, keyset)
 
     async def counts(self) -> dict[str, int]:
         """Approximate document count of every collection."""

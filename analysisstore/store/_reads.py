@@ -79,11 +79,14 @@ class Reads:
         limit: int,
         offset: int = 0,
         projection: dict[str, Any] | None = None,
+        keyset: bool = False,
     ) -> tuple[list[dict[str, Any]], bool]:
         """Up to ``limit`` matches of ``queries`` (run in turn, each in ``sort`` order), and whether more follow.
 
         ``offset`` skips that many matches of the first query (offset and
-        keyset cursors are not combined).
+        keyset cursors are not combined). ``keyset``: the queries continue a
+        page after a cursor, which may be read in time windows; a first page
+        (a lookup's or a status's own time bound) is read as it is.
         """
         docs: list[dict[str, Any]] = []
         with _database_errors():
@@ -92,7 +95,7 @@ class Reads:
                 if wanted <= 0:
                     break
                 skip = offset if i == 0 else 0
-                window = _time_window(f"{self.db.name}.{doc_type}", query, sort, skip)
+                window = _time_window(f"{self.db.name}.{doc_type}", query, sort, skip) if keyset else None
                 if window is not None:
                     docs.extend(await self._find_in_windows(doc_type, query, sort, wanted, projection, window))
                     continue
