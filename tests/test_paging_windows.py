@@ -78,3 +78,126 @@ def test_a_first_page_bounded_by_its_own_time_is_one_query(service, service_loop
     pages = service_loop.run(first_pages())
     assert finds.count == 2, "a first page was read in time windows"
     assert [d["seq_num"] for d in pages[1]] == list(range(10))
+
+
+class _FindFilters(monitoring.CommandListener):
+    """The filter of every find sent, to count the documents each one makes the database fetch."""
+
+    def __init__(self) -> None:
+        self.filters: list[dict] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        if event.command_name == "find" and event.command.get("find") == "data_reference":
+            self.filters.append(event.command["filter"])
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass
+
+
+def _in_range(t: float, condition: dict | None) -> bool:
+    """Is ``t`` inside a find's time condition (None: no bound on time)?"""
+    checks = {"$gt": t.__gt__, "$gte": t.__ge__, "$lt": t.__lt__, "$lte": t.__le__}
+    return all(checks[op](bound) for op, bound in (condition or {}).items())
+
+
+def _stream_with(service, times: list[float]) -> tuple[dict, list[dict]]:
+    header = header_doc()
+    stream = stream_doc(header["uid"])
+    assert post(service, "analysis_header", header).status_code == 201
+    assert post(service, "data_reference_header", stream).status_code == 201
+    records = [record_doc(stream["uid"], seq_num=i, time=t) for i, t in enumerate(times)]
+    for start in range(0, len(records), 1000):
+        assert post(service, "data_reference", records[start:start + 1000]).ok
+    return stream, records
+
+
+def test_a_first_page_of_a_long_stream_fetches_about_one_page(service, service_loop, mongo_uri):
+    """The first page of 20 records of a 3 000-record stream makes the database fetch a few dozen records
+    (their index range), not the whole stream, and they are the first 20 in (time, uid) order."""
+    stream, records = _stream_with(service, [stream_doc("x")["time"] + i * 0.5 for i in range(3000)])
+    finds = _FindFilters()
+    store = Store(AsyncMongoClient(mongo_uri, event_listeners=[finds]), service.config.database)
+
+    async def first_page() -> list[dict]:
+        docs, more = await store.find_page("data_reference", [{"data_reference_header": stream["uid"]}],
+                                           [("time", 1), ("uid", 1)], 20)
+        await store.close()
+        assert more
+        return docs
+
+    docs = service_loop.run(first_page())
+    expected = sorted(records, key=lambda r: (r["time"], r["uid"]))[:20]
+    assert [d["uid"] for d in docs] == [r["uid"] for r in expected]
+    fetched = sum(_in_range(r["time"], f.get("time")) for f in finds.filters for r in records)
+    assert fetched <= 100, f"the first page made the database fetch {fetched} of {len(records)} records"
+
+
+def _expected(records: list[dict]) -> list[str]:
+    return [r["uid"] for r in sorted(records, key=lambda r: (r["time"], r["uid"]))]
+
+
+def test_first_pages_read_records_stamped_before_their_stream_header(service):
+    """Records older than the stream header (clock skew, back-filled data), ties across the header's time,
+    a dense run and a far straggler: every page equals one open query's, in both directions."""
+    header_time = stream_doc("x")["time"]
+    times = [header_time - 86_400.0, header_time - 3.0, header_time - 3.0]  # a day early, and a tie
+    times += [header_time] * 4                                              # ties on the header's own time
+    times += [header_time + i * 0.001 for i in range(1, 40)]                # dense after it
+    times += [header_time + 1e7]                                            # a straggler far beyond
+    stream, records = _stream_with(service, times)
+    for limit in (1, 3, 10):
+        forward = _pages(service, stream["uid"], "time", limit)
+        assert [uid for page in forward for uid in page] == _expected(records)
+        assert all(len(page) == limit for page in forward[:-1])
+        backward = _pages(service, stream["uid"], "-time", limit)
+        assert [uid for page in backward for uid in page] == _expected(records)[::-1]
+
+
+def test_a_stream_recorded_entirely_before_its_header_pages_whole(service):
+    """Every record earlier than the header: the first window (no lower bound) holds them all."""
+    header_time = stream_doc("x")["time"]
+    stream, records = _stream_with(service, [header_time - 1000.0 + i for i in range(25)])
+    pages = _pages(service, stream["uid"], "time", 10)
+    assert [len(page) for page in pages] == [10, 10, 5]
+    assert [uid for page in pages for uid in page] == _expected(records)
+
+
+def test_streams_of_no_record_and_of_one_record_page_as_one_query(service):
+    """An empty stream is one empty page; a stream of one record is one page with it; an unknown stream
+    is an empty page, not an error."""
+    empty, _ = _stream_with(service, [])
+    assert _pages(service, empty["uid"], "time", 10) == [[]]
+    single, records = _stream_with(service, [stream_doc("x")["time"] + 5.0])
+    assert _pages(service, single["uid"], "time", 10) == [[records[0]["uid"]]]
+    assert _pages(service, "no-such-stream", "time", 10) == [[]]
+
+
+def test_a_listing_learned_then_changed_still_pages_exactly(service):
+    """The windows' width is learnt from a dense first reading; records added later far before the
+    header and in a burst of equal times must still be paged exactly, without gap or repeat."""
+    header_time = stream_doc("x")["time"]
+    stream, records = _stream_with(service, [header_time + i * 0.01 for i in range(50)])
+    assert [u for page in _pages(service, stream["uid"], "time", 7) for u in page] == _expected(records)
+    later = [record_doc(stream["uid"], seq_num=100 + i, time=t)
+             for i, t in enumerate([header_time - 500.0] * 3 + [header_time + 0.25] * 12 + [header_time + 3e5])]
+    assert post(service, "data_reference", later).ok
+    records += later
+    for limit in (4, 7, 30):
+        assert [u for page in _pages(service, stream["uid"], "time", limit) for u in page] == _expected(records)
+
+
+def test_listings_that_are_not_one_stream_keep_their_pages(service):
+    """Records of several streams by time, a stream with another lookup, headers: unchanged pages."""
+    header_time = stream_doc("x")["time"]
+    first, records_a = _stream_with(service, [header_time - 2.0 + i for i in range(12)])
+    second, records_b = _stream_with(service, [header_time + 0.5 + i for i in range(12)])
+    body = requests.post(f"{service.url}/api/v1/data_reference/search", timeout=30, json={
+        "filter": {"data_reference_header": {"$in": [first["uid"], second["uid"]]}}, "limit": 5,
+        "order_by": ["time"]}).json()
+    assert [d["uid"] for d in body["items"]] == _expected(records_a + records_b)[:5]
+    body = requests.get(f"{service.url}/api/v1/data_reference", timeout=30, params={
+        "data_reference_header": first["uid"], "seq_num__gte": 3, "limit": 4}).json()
+    assert [d["uid"] for d in body["items"]] == _expected(records_a[3:])[:4]

@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import asyncio
-import math
 import time
-from typing import Any, AsyncGenerator, TypeGuard
+from typing import Any, AsyncGenerator
 
 from pymongo import ASCENDING
 from pymongo.asynchronous.database import AsyncDatabase
@@ -12,47 +11,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
 from ..service_fields import CLOSING, RUNNING, STATUS_FIELD, hidden
+from . import _paging
 from ._database_errors import _database_errors
 from ._status import EXIT_STATUSES, STATUSES, derive_status
-
-
-#: Bounded windows a keyset page tries before reading the rest of the range at once.
-_WINDOWS = 5
-#: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
-#: process; a hint for the width of a window, never part of a result).
-_DENSITY: dict[tuple[str, str], float] = {}
-_DENSITY_SIZE = 1_000
-
-
-def _listing_key(collection: str, query: dict[str, Any]) -> tuple[str, str]:
-    return collection, repr(sorted((k, repr(v)) for k, v in query.items() if k not in ("time", "uid")))
-
-
-def _finite(value: Any) -> TypeGuard[float]:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _remember_density(collection: str, query: dict[str, Any], page: list[dict[str, Any]]) -> None:
-    first, last = page[0].get("time"), page[-1].get("time")
-    if not (_finite(first) and _finite(last)):
-        return
-    if len(_DENSITY) >= _DENSITY_SIZE:
-        _DENSITY.pop(next(iter(_DENSITY)))
-    _DENSITY[_listing_key(collection, query)] = abs(last - first) / (len(page) - 1)
-
-
-def _time_window(collection: str, query: dict[str, Any], sort: list[tuple[str, int]],
-                 skip: int) -> tuple[str, float, float] | None:
-    """(operator, bound, seconds per document) when ``query`` is a keyset page after a time whose density is
-    known; None for every other query (read as it is)."""
-    condition = query.get("time")
-    if skip or sort[0][0] != "time" or not isinstance(condition, dict) or len(condition) != 1:
-        return None
-    op, bound = next(iter(condition.items()))
-    if op != ("$gt" if sort[0][1] > 0 else "$lt") or isinstance(bound, bool) or not isinstance(bound, (int, float)):
-        return None
-    per_doc = _DENSITY.get(_listing_key(collection, query))
-    return None if per_doc is None else (op, float(bound), per_doc)
 
 
 class Reads:
@@ -89,52 +50,46 @@ class Reads:
         (a lookup's or a status's own time bound) is read as it is.
         """
         docs: list[dict[str, Any]] = []
+        collection = f"{self.db.name}.{doc_type}"
         with _database_errors():
             for i, query in enumerate(queries):
                 wanted = limit + 1 - len(docs)
                 if wanted <= 0:
                     break
                 skip = offset if i == 0 else 0
-                window = _time_window(f"{self.db.name}.{doc_type}", query, sort, skip) if keyset else None
-                if window is not None:
-                    docs.extend(await self._find_in_windows(doc_type, query, sort, wanted, projection, window))
-                    continue
-                cursor = (
-                    self.db[doc_type]
-                    .find(query, hidden(projection), max_time_ms=self.max_time_ms)
-                    .sort(sort)
-                    .skip(skip)
-                    .limit(wanted)
-                )
-                found = await cursor.to_list()
-                if len(found) > 1 and sort[0][0] == "time":
-                    _remember_density(f"{self.db.name}.{doc_type}", query, found)
+
+                async def find(filt: dict[str, Any], n: int, skip: int = skip) -> list[dict[str, Any]]:
+                    return await self.db[doc_type].find(filt, hidden(projection), max_time_ms=self.max_time_ms) \
+                        .sort(sort).skip(skip).limit(n).to_list()
+
+                plan = await self._window_plan(doc_type, query, sort, skip, keyset)
+                found = await (_paging.find_in_windows(find, query, plan, wanted) if plan else find(query, wanted))
+                if sort[0][0] == "time":
+                    _paging.remember_density(collection, query, found)
                 docs.extend(found)
         return docs[:limit], len(docs) > limit
 
-    async def _find_in_windows(self, doc_type: str, query: dict[str, Any], sort: list[tuple[str, int]], wanted: int,
-                               projection: dict[str, Any] | None, window: tuple[str, float, float]) -> list[dict[str, Any]]:
-        """The first ``wanted`` matches of a keyset page ``time > t`` (``< t`` descending), read in bounded time
-        windows. A range open at one end makes the embedded database fetch and sort every later document of the
-        stream for each page (paging a stream was quadratic); a window bounds that to about one page. The
-        windows follow each other without gap or overlap, so the pages are the same as one open query's."""
-        op, start, per_doc = window
-        forward = op == "$gt"
-        width = max(per_doc * wanted * 1.25, 1e-9)
-        found: list[dict[str, Any]] = []
-        for _ in range(_WINDOWS):
-            end = start + width if forward else start - width
-            bounded = {**query, "time": {op: start, ("$lte" if forward else "$gte"): end}}
-            found += await self.db[doc_type].find(bounded, hidden(projection), max_time_ms=self.max_time_ms) \
-                .sort(sort).limit(wanted - len(found)).to_list()
-            if len(found) >= wanted:
-                if len(found) > 1:
-                    _remember_density(f"{self.db.name}.{doc_type}", query, found)
-                return found
-            start, width = end, width * 2
-        rest = {**query, "time": {op: start}}  # sparse beyond the windows: the open remainder, as before
-        return found + await self.db[doc_type].find(rest, hidden(projection), max_time_ms=self.max_time_ms) \
-            .sort(sort).limit(wanted - len(found)).to_list()
+    async def _window_plan(self, doc_type: str, query: dict[str, Any], sort: list[tuple[str, int]], skip: int,
+                           keyset: bool) -> _paging.Plan | None:
+        """How to read one query of a page in time windows (see ``_paging``), or None to read it as it is.
+
+        A keyset page continues after its cursor's time. A first page of one stream starts at the stream
+        header's time. Any other first page keeps its own bounds (a time lookup, status=running's cutoff).
+        """
+        collection = f"{self.db.name}.{doc_type}"
+        if keyset:
+            return _paging.keyset_plan(collection, query, sort, skip)
+        stream = _paging.first_page_stream(doc_type, query, sort, skip)
+        if stream is None:
+            return None
+        anchor = _paging.anchor_time(self.db.name, stream)
+        if anchor is None:
+            try:
+                _paging.remember_anchor(self.db.name, stream, await self.get("data_reference_header", stream))
+            except NotFound:
+                return None  # no such stream: one query finds its (no) records
+            anchor = _paging.anchor_time(self.db.name, stream)
+        return None if anchor is None else _paging.first_page_plan(collection, query, anchor)
 
     async def counts(self) -> dict[str, int]:
         """Approximate document count of every collection (from metadata: cheap at any size)."""

@@ -1,0 +1,152 @@
+"""Pages in time order read in bounded time windows, for a database that sorts every match of a query.
+
+The embedded database answers a filtered, sorted query by fetching every
+document of the filter's index range and sorting it, whatever the limit. A
+page of a stream asked for as one open query (``time > t``, or no time bound
+at all on a first page) therefore costs the whole rest of the stream. Read in
+consecutive, disjoint windows of ``time`` instead, each a bounded range of the
+``(data_reference_header, time, uid)`` index, it costs about one page. The
+union of the windows is exactly the open query's range and each window is
+sorted by the full sort key, so the pages are the same as the open query's.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Awaitable, Callable, TypeGuard
+
+__all__ = ["Plan", "first_page_stream", "first_page_plan", "keyset_plan", "remember_density",
+           "find_in_windows", "anchor_time", "remember_anchor"]
+
+#: Windows a page tries before reading the rest of its range in one open query.
+_WINDOWS = 16
+#: A window asks for this much more ``time`` than the estimated density says the page needs: falling a few
+#: documents short costs one more small window, reaching too far costs fetching and sorting the surplus.
+_MARGIN = 1.1
+#: How much wider the next window is after an empty one (the data lies further on).
+_GROWTH = 4.0
+#: Seconds of ``time`` per document assumed for a listing never paged before: dense on purpose, because
+#: a window too narrow costs one more cheap query, a window too wide fetches and sorts everything in it.
+_UNKNOWN_PER_DOC = 1e-5
+_CACHE_SIZE = 1_000
+#: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
+#: process; a hint for the width of a window, never part of a result).
+_DENSITY: dict[tuple[str, str], float] = {}
+#: The ``time`` of a stream header, by database and stream uid (immutable once stored).
+_ANCHORS: dict[tuple[str, str], float] = {}
+
+Find = Callable[[dict[str, Any], int], Awaitable[list[dict[str, Any]]]]
+
+
+@dataclass(frozen=True)
+class Plan:
+    """Where the windows of one page start and how wide the first one is."""
+
+    forward: bool
+    edge: float
+    #: A first page: the first window has no bound behind ``edge`` (it holds every earlier document too).
+    open_behind: bool
+    per_doc: float
+
+
+def _finite(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _put(cache: dict[Any, float], key: Any, value: float) -> None:
+    if key not in cache and len(cache) >= _CACHE_SIZE:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
+
+
+def _listing_key(collection: str, query: dict[str, Any]) -> tuple[str, str]:
+    return collection, repr(sorted((k, repr(v)) for k, v in query.items() if k not in ("time", "uid")))
+
+
+def remember_density(collection: str, query: dict[str, Any], page: list[dict[str, Any]]) -> None:
+    """Keep how many seconds of ``time`` a document of this listing took on ``page`` (in time order)."""
+    if len(page) < 2:
+        return
+    first, last = page[0].get("time"), page[-1].get("time")
+    if _finite(first) and _finite(last):
+        _put(_DENSITY, _listing_key(collection, query), abs(last - first) / (len(page) - 1))
+
+
+def anchor_time(database: str, stream: str) -> float | None:
+    return _ANCHORS.get((database, stream))
+
+
+def remember_anchor(database: str, stream: str, header: dict[str, Any]) -> None:
+    if _finite(header.get("time")):
+        _put(_ANCHORS, (database, stream), float(header["time"]))
+
+
+def keyset_plan(collection: str, query: dict[str, Any], sort: list[tuple[str, int]], skip: int) -> Plan | None:
+    """The windows of a keyset page ``time > t`` (``< t`` descending) of a listing whose density is known;
+    None for every other query (read as it is)."""
+    condition = query.get("time")
+    if skip or sort[0][0] != "time" or not isinstance(condition, dict) or len(condition) != 1:
+        return None
+    op, bound = next(iter(condition.items()))
+    if op != ("$gt" if sort[0][1] > 0 else "$lt") or not _finite(bound):
+        return None
+    per_doc = _DENSITY.get(_listing_key(collection, query))
+    return None if per_doc is None else Plan(op == "$gt", float(bound), False, per_doc)
+
+
+def first_page_stream(doc_type: str, query: dict[str, Any], sort: list[tuple[str, int]], skip: int) -> str | None:
+    """The stream whose records ``query`` lists, when it is a first page of one stream in ascending time
+    order: exactly ``{"data_reference_header": uid}``, the filter whose time windows are ranges of the
+    ``(data_reference_header, time, uid)`` index. None for every other query."""
+    if doc_type != "data_reference" or skip or sort[0] != ("time", 1) or list(query) != ["data_reference_header"]:
+        return None
+    stream = query["data_reference_header"]
+    return stream if isinstance(stream, str) else None
+
+
+def first_page_plan(collection: str, query: dict[str, Any], anchor: float) -> Plan:
+    """A first page of a stream, anchored at its header's time: the first window is ``time <= anchor + w``
+    with no lower bound, so records stamped before their header are still read, and first."""
+    per_doc = _DENSITY.get(_listing_key(collection, query), _UNKNOWN_PER_DOC)
+    return Plan(True, anchor, True, per_doc)
+
+
+def _min_width(edge: float) -> float:
+    # A window narrower than a few units in the last place of ``edge`` would not move past it.
+    return 4 * math.ulp(edge) if edge else 1e-9
+
+
+def _next_width(width: float, edge: float, end: float, docs: list[dict[str, Any]], need: int,
+                forward: bool) -> float:
+    """The width of the window after (edge, end], which held ``docs`` while ``need`` more are wanted."""
+    if not docs:
+        return width * _GROWTH
+    # Seconds per document from the window itself, counted from its first document (the data may start
+    # late in it) when the page carries ``time``.
+    first = docs[0].get("time")
+    start = min(max(first, min(edge, end)), max(edge, end)) if _finite(first) else edge
+    span = abs(end - start) or width
+    return need * span / len(docs) * _MARGIN
+
+
+async def find_in_windows(find: Find, query: dict[str, Any], plan: Plan, wanted: int) -> list[dict[str, Any]]:
+    """The first ``wanted`` matches of ``query`` beyond ``plan.edge`` (all of them up to it too when the
+    plan is open behind), in sort order, read in consecutive disjoint windows of ``time``.
+
+    Each window is widened from what the previous one held, at most ``_WINDOWS`` of them, then the rest of
+    the range is read open, as one query would have read it.
+    """
+    after, until = ("$gt", "$lte") if plan.forward else ("$lt", "$gte")
+    edge, open_behind = plan.edge, plan.open_behind
+    width = max(plan.per_doc * wanted * _MARGIN, _min_width(edge))
+    found: list[dict[str, Any]] = []
+    for _ in range(_WINDOWS):
+        end = edge + width if plan.forward else edge - width
+        window = {until: end} if open_behind else {after: edge, until: end}
+        docs = await find({**query, "time": window}, wanted - len(found))
+        found += docs
+        if len(found) >= wanted:
+            return found
+        width = max(_next_width(width, edge, end, docs, wanted - len(found), plan.forward), _min_width(end))
+        edge, open_behind = end, False
+    return found + await find({**query, "time": {after: edge}}, wanted - len(found))
