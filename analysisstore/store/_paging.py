@@ -19,12 +19,13 @@ __all__ = ["Plan", "first_page_stream", "first_page_plan", "keyset_plan", "remem
            "find_in_windows", "anchor_time", "remember_anchor"]
 
 #: Windows a page tries before reading the rest of its range in one open query.
-_WINDOWS = 16
+_WINDOWS = 10
 #: A window asks for this much more ``time`` than the estimated density says the page needs: falling a few
 #: documents short costs one more small window, reaching too far costs fetching and sorting the surplus.
-_MARGIN = 1.1
-#: How much wider the next window is after an empty one (the data lies further on).
-_GROWTH = 4.0
+_MARGIN = 1.05
+#: How much wider the next window is after an empty one (the data lies further on): ten windows reach
+#: about 10**9 times the first one's width ahead.
+_GROWTH = 8.0
 #: Seconds of ``time`` per document assumed for a listing never paged before: dense on purpose, because
 #: a window too narrow costs one more cheap query, a window too wide fetches and sorts everything in it.
 _UNKNOWN_PER_DOC = 1e-5
