@@ -201,3 +201,31 @@ def test_listings_that_are_not_one_stream_keep_their_pages(service):
     body = requests.get(f"{service.url}/api/v1/data_reference", timeout=30, params={
         "data_reference_header": first["uid"], "seq_num__gte": 3, "limit": 4}).json()
     assert [d["uid"] for d in body["items"]] == _expected(records_a[3:])[:4]
+
+
+def test_times_near_the_end_of_the_float_range_page_exactly(service):
+    """Windows that would reach past the largest float end in one open read: a header stamped near it
+    with records before it, and a stream whose records straddle ordinary and huge times."""
+    header = header_doc()
+    late = stream_doc(header["uid"], time=1.5e308)
+    assert post(service, "analysis_header", header).status_code == 201
+    assert post(service, "data_reference_header", late).status_code == 201
+    records = [record_doc(late["uid"], seq_num=i, time=t) for i, t in enumerate([1.0, 2.0, 1.6e308, 1.7e308])]
+    assert post(service, "data_reference", records).ok
+    stream, more = _stream_with(service, [1_700_000_002.0 + i for i in range(6)] + [1.0e308, 1.7e308])
+    for limit in (1, 3):
+        assert [u for page in _pages(service, late["uid"], "time", limit) for u in page] == _expected(records)
+        assert [u for page in _pages(service, stream["uid"], "time", limit) for u in page] == _expected(more)
+
+
+def test_records_on_window_boundaries_are_not_lost(service):
+    """Whole-second times, so a window's end (density 1.0 s × page) falls exactly on a record: the
+    embedded database answers ``$lte`` on the stream index without the records equal to the bound, and
+    a window ending there lost them."""
+    gaps = [0, 0, 1, 3, 5, 7, 9, 12, 17, 25, 33, 41, 49]  # sparser as it goes: windows fall short on a record
+    stream, records = _stream_with(service, [stream_doc("x")["time"] + g for g in gaps + list(range(50, 110))])
+    for limit in (2, 3, 4, 19, 20):
+        forward = _pages(service, stream["uid"], "time", limit)
+        assert [u for page in forward for u in page] == _expected(records)
+        backward = _pages(service, stream["uid"], "-time", limit)
+        assert [u for page in backward for u in page] == _expected(records)[::-1]

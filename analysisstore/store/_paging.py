@@ -29,6 +29,10 @@ _GROWTH = 8.0
 #: Seconds of ``time`` per document assumed for a listing never paged before: dense on purpose, because
 #: a window too narrow costs one more cheap query, a window too wide fetches and sorts everything in it.
 _UNKNOWN_PER_DOC = 1e-5
+#: Window ends stay within +-1e300. SecantusDB 0.7 compares an upper bound near the float range's end wrongly
+#: on a compound index, and answers ``$lte`` there without the documents equal to the bound, so a window is
+#: ``$gte``/``$gt`` .. ``$lt`` and whatever lies beyond 1e300 is read open (``$gt``/``$gte`` are exact).
+_LARGEST = 1e300
 _CACHE_SIZE = 1_000
 #: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
 #: process; a hint for the width of a window, never part of a result).
@@ -117,9 +121,9 @@ def _min_width(edge: float) -> float:
     return 4 * math.ulp(edge) if edge else 1e-9
 
 
-def _next_width(width: float, edge: float, end: float, docs: list[dict[str, Any]], need: int,
-                forward: bool) -> float:
-    """The width of the window after (edge, end], which held ``docs`` while ``need`` more are wanted."""
+def _next_width(width: float, edge: float, end: float, docs: list[dict[str, Any]], need: int) -> float:
+    """The width of the window after the one from ``edge`` to ``end``, which held ``docs`` while ``need``
+    more are wanted."""
     if not docs:
         return width * _GROWTH
     # Seconds per document from the window itself, counted from its first document (the data may start
@@ -134,20 +138,23 @@ async def find_in_windows(find: Find, query: dict[str, Any], plan: Plan, wanted:
     """The first ``wanted`` matches of ``query`` beyond ``plan.edge`` (all of them up to it too when the
     plan is open behind), in sort order, read in consecutive disjoint windows of ``time``.
 
-    Each window is widened from what the previous one held, at most ``_WINDOWS`` of them, then the rest of
-    the range is read open, as one query would have read it.
+    A window runs from its start, inclusive (the cursor's own time excluded), to its end, exclusive, in
+    page order. Each is widened from what the previous one held, at most ``_WINDOWS`` of them, then the
+    rest of the range is read open, as one query would have read it.
     """
-    after, until = ("$gt", "$lte") if plan.forward else ("$lt", "$gte")
-    edge, open_behind = plan.edge, plan.open_behind
+    forward = plan.forward
+    start: dict[str, float] = {} if plan.open_behind else {("$gt" if forward else "$lt"): plan.edge}
+    edge = plan.edge
     width = max(plan.per_doc * wanted * _MARGIN, _min_width(edge))
     found: list[dict[str, Any]] = []
     for _ in range(_WINDOWS):
-        end = edge + width if plan.forward else edge - width
-        window = {until: end} if open_behind else {after: edge, until: end}
-        docs = await find({**query, "time": window}, wanted - len(found))
+        end = edge + width if forward else edge - width
+        if not abs(end) <= _LARGEST:
+            break  # beyond the bounds the embedded database's index compares right: the rest, open
+        docs = await find({**query, "time": {**start, ("$lt" if forward else "$gte"): end}}, wanted - len(found))
         found += docs
         if len(found) >= wanted:
             return found
-        width = max(_next_width(width, edge, end, docs, wanted - len(found), plan.forward), _min_width(end))
-        edge, open_behind = end, False
-    return found + await find({**query, "time": {after: edge}}, wanted - len(found))
+        width = max(_next_width(width, edge, end, docs, wanted - len(found)), _min_width(end))
+        edge, start = end, {("$gte" if forward else "$lt"): end}
+    return found + await find({**query, "time": start} if start else query, wanted - len(found))

@@ -10,10 +10,20 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from ..errors import BadRequest, NotFound
 from ..schemas import DOC_TYPES
-from ..service_fields import CLOSING, RUNNING, STATUS_FIELD, hidden
+from ..service_fields import CLOSING, HIDDEN_FIELDS, RUNNING, STATUS_FIELD, hidden
 from . import _paging
 from ._database_errors import _database_errors
 from ._status import EXIT_STATUSES, STATUSES, derive_status
+
+
+def _shown(doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` without ``_id`` and the service's own fields (what ``hidden()`` projects away)."""
+    for field in _UNSHOWN:
+        doc.pop(field, None)
+    return doc
+
+
+_UNSHOWN = ("_id", *HIDDEN_FIELDS)
 
 
 class Reads:
@@ -59,8 +69,12 @@ class Reads:
                 skip = offset if i == 0 else 0
 
                 async def find(filt: dict[str, Any], n: int, skip: int = skip) -> list[dict[str, Any]]:
-                    return await self.db[doc_type].find(filt, hidden(projection), max_time_ms=self.max_time_ms) \
-                        .sort(sort).skip(skip).limit(n).to_list()
+                    # The default fields are cut here, not by the database: the embedded one deep-copies every
+                    # document it projects, a quarter of its time per page (MongoDB just sends ``_id`` too).
+                    cursor = self.db[doc_type].find(filt, None if projection is None else hidden(projection),
+                                                    max_time_ms=self.max_time_ms)
+                    found = await cursor.sort(sort).skip(skip).limit(n).to_list()
+                    return found if projection is not None else [_shown(doc) for doc in found]
 
                 plan = await self._window_plan(doc_type, query, sort, skip, keyset)
                 found = await (_paging.find_in_windows(find, query, plan, wanted) if plan else find(query, wanted))
