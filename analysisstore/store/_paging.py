@@ -26,6 +26,10 @@ _MARGIN = 1.05
 #: How much wider the next window is after an empty one (the data lies further on): ten windows reach
 #: about 10**9 times the first one's width ahead.
 _GROWTH = 8.0
+#: Empty windows in a row after a keyset page's cursor, after which the rest is read open: the listing has
+#: most likely ended (the rest is then empty and cheap), and a gap wider than about 500 pages' worth of
+#: time is read in one query, as before the windows.
+_EMPTY_AFTER_DATA = 3
 #: Seconds of ``time`` per document assumed for a listing never paged before: dense on purpose, because
 #: a window too narrow costs one more cheap query, a window too wide fetches and sorts everything in it.
 _UNKNOWN_PER_DOC = 1e-5
@@ -139,14 +143,17 @@ async def find_in_windows(find: Find, query: dict[str, Any], plan: Plan, wanted:
     plan is open behind), in sort order, read in consecutive disjoint windows of ``time``.
 
     A window runs from its start, inclusive (the cursor's own time excluded), to its end, exclusive, in
-    page order. Each is widened from what the previous one held, at most ``_WINDOWS`` of them, then the
-    rest of the range is read open, as one query would have read it.
+    page order. Each is widened from what the previous one held, at most ``_WINDOWS`` of them (fewer when
+    the data seems to have ended), then the rest of the range is read open, as one query would have.
     """
     forward = plan.forward
     start: dict[str, float] = {} if plan.open_behind else {("$gt" if forward else "$lt"): plan.edge}
     edge = plan.edge
     width = max(plan.per_doc * wanted * _MARGIN, _min_width(edge))
     found: list[dict[str, Any]] = []
+    # Empty windows in a row. Counted after a cursor only: on a first page the first windows' estimates
+    # rest on a handful of documents and may fall short several times before the data is reached.
+    empty, count_empty = 0, not plan.open_behind
     for _ in range(_WINDOWS):
         end = edge + width if forward else edge - width
         if not abs(end) <= _LARGEST:
@@ -155,6 +162,9 @@ async def find_in_windows(find: Find, query: dict[str, Any], plan: Plan, wanted:
         found += docs
         if len(found) >= wanted:
             return found
+        empty = 0 if docs else empty + 1
         width = max(_next_width(width, edge, end, docs, wanted - len(found)), _min_width(end))
         edge, start = end, {("$gte" if forward else "$lt"): end}
+        if count_empty and empty >= _EMPTY_AFTER_DATA:
+            break
     return found + await find({**query, "time": start} if start else query, wanted - len(found))
