@@ -33,9 +33,10 @@ _EMPTY_AFTER_DATA = 3
 #: Seconds of ``time`` per document assumed for a listing never paged before: dense on purpose, because
 #: a window too narrow costs one more cheap query, a window too wide fetches and sorts everything in it.
 _UNKNOWN_PER_DOC = 1e-5
-#: Window ends stay within +-1e300. SecantusDB 0.7 compares an upper bound near the float range's end wrongly
-#: on a compound index, and answers ``$lte`` there without the documents equal to the bound, so a window is
-#: ``$gte``/``$gt`` .. ``$lt`` and whatever lies beyond 1e300 is read open (``$gt``/``$gte`` are exact).
+#: On a compound index with fields after ``time``, SecantusDB 0.7 answers ``$lte`` without the documents
+#: equal to the bound and compares ``$lt`` bounds near the float range's end wrongly; so a window is
+#: ``$gte``/``$gt`` .. ``$lt``, its ends stay within +-1e300, and beyond that the rest is read open (``$gt`` and
+#: ``$gte`` are exact).
 _LARGEST = 1e300
 _CACHE_SIZE = 1_000
 #: Seconds of ``time`` per document last seen on a page of each listing, by database and collection (per
