@@ -14,6 +14,7 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "MethodNotAllowed",
+    "MisdirectedRequest",
     "Conflict",
     "Finalized",
     "PayloadTooLarge",
@@ -81,6 +82,13 @@ class MethodNotAllowed(AnalysisStoreError):
 
     status = 405
     type_name = "MethodNotAllowed"
+
+
+class MisdirectedRequest(AnalysisStoreError):
+    """The request names a host this service does not answer to (a DNS-rebinding guard, ``hosts.py``)."""
+
+    status = 421
+    type_name = "MisdirectedRequest"
 
 
 class Conflict(AnalysisStoreError):

@@ -23,6 +23,8 @@ _ERROR_STATUSES = {
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
     "416": "The byte range asked for is outside the file",
+    "421": "The Host names a host this service does not answer to (without tokens: only loopback names, "
+           "IP addresses, its --host and allowed_hosts; a guard against DNS rebinding)",
     "501": "The database cannot do this (change streams on a standalone mongod)",
     "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
     "413": "Body, bulk or document too large",
@@ -40,7 +42,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: str) -> dict[str, Any]:
-    return {s: {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+    """The error responses of one operation; every operation may answer 421 (a host it does not answer to)."""
+    return {s: {"$ref": f"#/components/responses/E{s}"} for s in sorted({*statuses, "421"})}
 
 
 _DOC_TYPE = {"name": "doc_type", "in": "path", "required": True, "schema": {"type": "string", "enum": list(DOC_TYPES)}}
@@ -346,7 +349,9 @@ def openapi_spec() -> dict[str, Any]:
                  "description": "Provenance store for scientific data analysis. Every error has the Error shape. "
                                 "When auth is on, reads need a token with the read scope and writes the write "
                                 "scope (Authorization: Bearer <token>); /healthz, /readyz, the schemas and this "
-                                "document are open."},
+                                "document are open. Without tokens, every route answers only requests whose Host "
+                                "is a loopback name, an IP address, the service's --host or one of allowed_hosts "
+                                "(421 otherwise: a guard against DNS rebinding)."},
         "paths": paths,
         "security": [{"bearer": []}, {}],
         "components": {

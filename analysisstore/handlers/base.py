@@ -15,6 +15,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..config import ServiceConfig
 from ..auth import scopes_for
+from ..hosts import host_allowed, host_name
 from ..contract.vocabulary import RESTORE_TIME_HEADER
 from ..errors import (
     AnalysisStoreError,
@@ -22,6 +23,7 @@ from ..errors import (
     DatabaseUnavailable,
     Forbidden,
     HeadersTooLarge,
+    MisdirectedRequest,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -238,7 +240,8 @@ class BaseHandler(RequestHandler):
             raise HeadersTooLarge(f"the request's header fields are larger than {MAX_HEADER_BYTES} bytes in all")
 
     def check_request(self) -> None:
-        """Checks made before any of the body is read: token and declared size."""
+        """Checks made before any of the body is read: addressed host, token and declared size."""
+        self._refuse_foreign_hosts()
         if self.request.method != "OPTIONS":
             self._authorize()
             self._refuse_other_sites_writes()
@@ -263,6 +266,18 @@ class BaseHandler(RequestHandler):
             return  # the service's own page
         raise Forbidden(f"a write from a page at {origin!r} is refused; list that origin in cors_origins "
                         "to allow it")
+
+    def _refuse_foreign_hosts(self) -> None:
+        """A request addressed to a name this service does not answer to is refused (DNS rebinding).
+
+        A page whose name was re-pointed at this address is same-origin to the
+        browser: the ``Origin`` check above does not see it, but its ``Host`` names it.
+        """
+        host = self.request.host or ""
+        if not host_allowed(host, self.config):
+            raise MisdirectedRequest(
+                f"this service does not answer to the host name {host_name(host)[:100]!r}; address it as "
+                "localhost or by IP address, or list the name in allowed_hosts")
 
     def _declared_length(self) -> int | None:
         declared = self.request.headers.get("Content-Length")
@@ -433,6 +448,7 @@ class NotFoundHandler(BaseHandler):
     scopes: dict[str, str | None] = {}
 
     def check_request(self) -> None:
+        self._refuse_foreign_hosts()  # a rebinding page learns nothing, not even which routes exist
         raise NotFound(f"no route for {self.request.method} {self.request.path}")
 
 

@@ -50,7 +50,9 @@ class FileUploadHandler(BaseHandler):
             if pending is not None:
                 await pending
             return
+        self._refuse_foreign_hosts()
         self._authorize()
+        self._refuse_other_sites_writes()
         name = self.get_query_argument("name", "")
         if not _NAME.fullmatch(name) or name in (".", ".."):
             raise BadRequest("name= is required: 1 to 255 characters, no control characters or slashes")
