@@ -18,6 +18,7 @@ __all__ = [
     "Conflict",
     "Finalized",
     "PayloadTooLarge",
+    "UnsupportedMediaType",
     "UriTooLong",
     "HeadersTooLarge",
     "ValidationFailed",
@@ -109,6 +110,13 @@ class PayloadTooLarge(AnalysisStoreError):
 
     status = 413
     type_name = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(AnalysisStoreError):
+    """A body compressed (Content-Encoding) or not in UTF-8: the service takes neither."""
+
+    status = 415
+    type_name = "UnsupportedMediaType"
 
 
 class UriTooLong(AnalysisStoreError):

@@ -22,6 +22,8 @@ _ERROR_STATUSES = {
     "403": "The token lacks the scope (read, write or restore) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
+    "415": "The body is compressed (any Content-Encoding but identity) or not UTF-8 (UTF-16/32); "
+           "send it uncompressed in UTF-8 (a UTF-8 byte order mark is accepted)",
     "416": "The byte range asked for is outside the file",
     "421": "The Host names a host this service does not answer to (without tokens: only loopback names, "
            "IP addresses, its --host and allowed_hosts; a guard against DNS rebinding)",
@@ -343,6 +345,10 @@ def openapi_spec() -> dict[str, Any]:
             "tail": {"oneOf": [_ref("analysis_tail"), {"type": "null"}]},
             "status": {"enum": ["running", "success", "fail", "abort", "stale"]}}},
     })
+    for item in paths.values():  # every body is checked alike (request_body.py): compressed or not UTF-8 is a 415
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["responses"].update(_errors("415"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "analysisstore", "version": __version__,

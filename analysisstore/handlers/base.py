@@ -16,6 +16,7 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 from ..config import ServiceConfig
 from ..auth import scopes_for
 from ..hosts import host_allowed, host_name
+from ..request_body import check_content_encoding, utf8_body
 from ..contract.vocabulary import RESTORE_TIME_HEADER
 from ..errors import (
     AnalysisStoreError,
@@ -246,6 +247,8 @@ class BaseHandler(RequestHandler):
             self._authorize()
             self._refuse_other_sites_writes()
         declared = self._declared_length()
+        if declared or "chunked" in self.request.headers.get("Transfer-Encoding", "").lower():
+            check_content_encoding(self.request.headers.get("Content-Encoding"))
         if declared is not None and declared > self.body_limit():
             raise self._too_large()
 
@@ -341,8 +344,8 @@ class BaseHandler(RequestHandler):
         return await asyncio.to_thread(self.json_body)
 
     def json_body(self) -> Any:
-        """The request body parsed as JSON, or a 400 naming the problem."""
-        body = self.body
+        """The request body parsed as JSON (a UTF-8 BOM dropped), or a 400/415 naming the problem."""
+        body = utf8_body(self.body)
         if not body.strip():
             raise BadRequest("request body is empty; expected JSON")
         try:

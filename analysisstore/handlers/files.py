@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import AnalysisStoreError, BadRequest, PayloadTooLarge
+from ..request_body import check_content_encoding
 from ..store import Upload
 from .analyses import attachment
 from .base import BaseHandler
@@ -53,6 +54,7 @@ class FileUploadHandler(BaseHandler):
         self._refuse_foreign_hosts()
         self._authorize()
         self._refuse_other_sites_writes()
+        check_content_encoding(self.request.headers.get("Content-Encoding"))  # stored as sent: never decoded
         name = self.get_query_argument("name", "")
         if not _NAME.fullmatch(name) or name in (".", ".."):
             raise BadRequest("name= is required: 1 to 255 characters, no control characters or slashes")
