@@ -223,8 +223,9 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
     imp = sub.add_parser(
         "import",
         help="load bundle archives into the service",
-        description=("Import bundle archives or directories. Importing twice changes nothing; a uid that is "
-                     "already stored with different content is reported and left as it is. Revisions and files "
+        description=("Import bundle archives or directories. Importing twice changes nothing: each analysis is "
+                     "counted as imported (something new was stored) or already stored (nothing new); a uid that "
+                     "is already stored with different content is reported and left as it is. Revisions and files "
                      "keep their original times, which needs a token with the restore scope when the service "
                      "uses tokens."),
     )
@@ -494,7 +495,9 @@ def _run_import(args: argparse.Namespace) -> int:
     _require_service(args)
     report = import_archives(_client(args), args.files, restore_times=not args.new_file_times)
     print(f"imported {len(report.imported)} analyses, {len(report.conflicts)} conflicts, "
-          f"{len(report.invalid)} invalid")
+          f"{len(report.invalid)} invalid, {len(report.already_stored)} already stored")
+    if report.already_stored and not report.imported and report.ok:
+        print("  nothing new: the service already held every document and file of these analyses")
     for conflict in report.conflicts:
         print(f"  conflict in {conflict['analysis']}: {conflict['error']}")
     for incomplete in report.incomplete:
