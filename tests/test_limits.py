@@ -44,7 +44,7 @@ def _json_error(raw: bytes) -> tuple[int, dict[str, str], dict]:
 def test_a_partial_body_is_closed_after_the_body_timeout(start_service):
     """A client that sends half its body and stalls (slowloris) is disconnected after body_timeout_seconds."""
     service = start_service(body_timeout_seconds=0.5)
-    sock = _raw_request(service.port, "POST /api/v1/analysis_header HTTP/1.1\r\nHost: t\r\n"
+    sock = _raw_request(service.port, "POST /api/v1/analysis_header HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "Content-Type: application/json\r\nContent-Length: 1000\r\n", b'{"uid": ')
     started = time.monotonic()
     with sock:
@@ -66,7 +66,7 @@ def test_an_oversized_chunked_body_gets_the_json_413(start_service):
 def test_a_search_body_is_held_to_max_query_bytes(service):
     """A search body over max_query_bytes (far below the bulk limit) is refused before it is read or parsed."""
     huge = 64 * 1024 * 1024
-    with _raw_request(service.port, "POST /api/v1/analysis_header/search HTTP/1.1\r\nHost: t\r\n"
+    with _raw_request(service.port, "POST /api/v1/analysis_header/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       f"Content-Type: application/json\r\nContent-Length: {huge}\r\n") as sock:
         status, headers, body = _json_error(_read_until_closed(sock))
     assert status == 413 and body["error"]["type"] == "PayloadTooLarge"
@@ -135,12 +135,12 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
     with sock:
         if face == "ndjson":
             body = json.dumps({"filter": {"data_reference_header": stream["uid"]}}).encode()
-            sock.sendall(f"POST /api/v1/data_reference/search HTTP/1.1\r\nHost: t\r\nAccept: application/x-ndjson"
+            sock.sendall(f"POST /api/v1/data_reference/search HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/x-ndjson"
                          f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         else:
             query = quote(json.dumps({"signature": "find_data_reference",
                                       "payload": {"data_reference_header": stream["uid"]}}))
-            sock.sendall(f"GET /data_reference?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            sock.sendall(f"GET /data_reference?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the stream started; now read nothing more
         assert open_cursors(mongo) > baseline
         deadline = time.monotonic() + 30
@@ -160,8 +160,8 @@ def test_serve_closes_idle_and_slow_connections(mongo_uri, mongo, monkeypatch):
     server = Serve("--mongo-uri", mongo_uri, "--database", name, "--log-level", "WARNING")
     try:
         server.wait_ready()
-        for head, body in (("GET /healthz HTTP/1.1\r\nHost: t", b""),  # headers never finished
-                           ("POST /api/v1/analysis_header HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n", b"{")):
+        for head, body in (("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1", b""),  # headers never finished
+                           ("POST /api/v1/analysis_header HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99\r\n", b"{")):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
             with sock:
                 sock.sendall(head.encode() + (b"\r\n" + body if body else b""))

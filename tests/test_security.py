@@ -149,6 +149,18 @@ def test_a_web_page_of_another_site_cannot_write(start_service):
     assert service.count("analysis_header") == 2
 
 
+def test_a_web_page_of_another_site_cannot_attach_a_file(service, analysis):
+    """A file upload is a write like any other: a foreign Origin is refused (403) and no file is stored."""
+    uid = analysis["header"]["uid"]
+    response = requests.post(f"{service.url}/api/v1/analysis/{uid}/files", params={"name": "planted.txt"},
+                             data=b"from another site", headers={"Origin": "https://evil.example"}, timeout=30)
+    assert_error(response, 403, "Forbidden", "evil.example")
+    assert service.database.analysis_file.count_documents({}) == 0
+    own = requests.post(f"{service.url}/api/v1/analysis/{uid}/files", params={"name": "own.txt"}, data=b"ok",
+                        headers={"Origin": f"http://127.0.0.1:{service.port}"}, timeout=30)
+    assert own.status_code == 201, own.text
+
+
 def _metric(text, name, **labels):
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
