@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, median, save, summary_row, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, median, save, summary_row, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 from analysisstore.store import index_models  # noqa: E402
@@ -44,12 +44,14 @@ def make_records(n: int) -> list[dict[str, Any]]:
 
 
 def direct_insert(db: Any, records: list[dict[str, Any]], stream: str, indexed: bool = True) -> float:
-    """``insert_many`` into a fresh collection: with the service's indexes, or (``indexed=False``) with none but
-    ``_id`` -- the most the database can ingest, the baseline of the issue's >= 0.5 target."""
+    """``insert_many`` into a fresh collection: in the service's layout (``_id`` = uid, its indexes), or
+    (``indexed=False``) plain documents (driver-made ObjectIds) with no index but ``_id`` -- the most the database
+    can ingest, the baseline of the issue's >= 0.5 target."""
     coll = db[f"data_reference_{uuid.uuid4().hex[:8]}"]
+    docs = [dict(r, uid=str(uuid.uuid4()), data_reference_header=stream) for r in records]
     if indexed:
         coll.create_indexes(index_models("data_reference"))  # the same indexes the service keeps
-    docs = [dict(r, uid=str(uuid.uuid4()), data_reference_header=stream) for r in records]
+        docs = as_stored(docs)
     start = time.perf_counter()
     coll.insert_many(docs, ordered=False)
     return time.perf_counter() - start
@@ -68,7 +70,7 @@ def service_insert(client: AnalysisClient, records: list[dict[str, Any]], chunk_
 def direct_singles(db: Any, records: list[dict[str, Any]]) -> float:
     coll = db[f"data_reference_{uuid.uuid4().hex[:8]}"]
     coll.create_indexes(index_models("data_reference"))
-    docs = [dict(r, uid=str(uuid.uuid4()), data_reference_header="stream") for r in records]
+    docs = as_stored([dict(r, uid=str(uuid.uuid4()), data_reference_header="stream") for r in records])
     start = time.perf_counter()
     for doc in docs:
         coll.insert_one(doc)
