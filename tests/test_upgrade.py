@@ -347,7 +347,8 @@ def test_obstructive_zero_x_indexes_are_dropped_and_recorded(mongo):
         assert sorted((c, n) for c, n, _ in plan.drop_indexes) == [
             ("analysis_header", "uid_-1"), ("data_reference", "data_reference_header_-1"), ("data_reference", "uid_-1")]
         apply_plan(db, plan)
-        db.data_reference.insert_one({"time": 2.0, "uid": "r1", "data_reference_header": "s",
+        # A second record of the stream, stored as the service stores it (under its uid): no longer refused.
+        db.data_reference.insert_one({"_id": "r1", "time": 2.0, "uid": "r1", "data_reference_header": "s",
                                       "data": {}, "timestamps": {}})
         kept = db.upgrade_aside.find_one({"_id": "index:data_reference:data_reference_header_-1"})
         assert kept["key"] == [["data_reference_header", -1]] and kept["definition"]["unique"]
