@@ -161,3 +161,16 @@ def test_upgrade_stopped_during_the_move_finishes_when_run_again(failpoint_serve
         assert not db.data_reference.find_one({"_id": {"$type": "objectId"}})
         assert _upgrade(db, failpoint_server)["change_count"] == 0
         assert isinstance(db.revisions.find_one()["_id"], ObjectId)  # other collections are left as they are
+
+
+def test_no_read_shows_the_stored_id(service, analysis):
+    """_id (the uid, in layout 2) is never returned, even when a caller names it among the fields."""
+    header_uid = analysis["header"]["uid"]
+    for params in ({"fields": "_id"}, {"fields": "_id,time"}, {"uid": header_uid}):
+        listed = requests.get(f"{service.url}/api/v1/analysis_header", params=params, timeout=30)
+        assert listed.status_code == 200, listed.text
+        assert listed.json()["items"] and all("_id" not in d for d in listed.json()["items"]), params
+    searched = requests.post(f"{service.url}/api/v1/analysis_header/search",
+                             json={"filter": {"uid": header_uid}, "fields": ["_id"]}, timeout=30)
+    assert searched.status_code == 200 and searched.json()["items"] == [{"uid": header_uid, "time": analysis[
+        "header"]["time"]}], searched.text
