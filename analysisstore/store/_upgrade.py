@@ -10,11 +10,11 @@ identical to the one kept are dropped. Applying twice changes nothing the
 second time, because the plan of an upgraded database is empty.
 
 Layout 2 stores each document under ``_id`` = its uid. Documents stored under
-an ObjectId (layouts 0 and 1) are copied in place: the copy is inserted, then
-the original removed, in batches, so every document is always stored at least
-once. A run stopped half-way leaves some documents in both forms; the next
-run's plan recognises such a pair (same content, one already under its uid)
-and finishes the move, without reporting it as a duplicate.
+an ObjectId (layouts 0 and 1) are moved in place: every copy is inserted
+first, then the originals are removed, so every document is always stored at
+least once. A run stopped half-way leaves some documents in both forms; the
+next run's plan recognises such a pair (same content, one already under its
+uid) and finishes the move, without reporting it as a duplicate.
 
 This is a one-off maintenance job run while the service is stopped, so it
 uses PyMongo's synchronous API.
