@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, latencies, median, percentile, save, summary_row, timed, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, latencies, median, percentile, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 
@@ -40,16 +40,16 @@ def populate(db, records: int, stream_records: int) -> tuple[str, list[str]]:
     t0 = 1_700_000_000.0
     headers = [{"uid": f"h{i:05d}", "time": t0 + i * 60, "provenance": {"analysis_name": NAMES[i % len(NAMES)]}}
                for i in range(ANALYSES)]
-    db.analysis_header.insert_many(headers)
-    db.data_reference_header.insert_many([{"uid": f"s{i:05d}", "time": t0 + i * 60, "analysis_header": f"h{i:05d}",
-                                           "data_keys": {"v": {"dtype": "number"}}} for i in range(ANALYSES)])
+    db.analysis_header.insert_many(as_stored(headers))
+    db.data_reference_header.insert_many(as_stored([{"uid": f"s{i:05d}", "time": t0 + i * 60, "analysis_header": f"h{i:05d}",
+                                           "data_keys": {"v": {"dtype": "number"}}} for i in range(ANALYSES)]))
     per_other = max(1, (records - stream_records) // (ANALYSES - 1))
     sample_uids, batch, written = [], [], 0
 
     def flush() -> None:
         nonlocal batch
         if batch:
-            db.data_reference.insert_many(batch, ordered=False)
+            db.data_reference.insert_many(as_stored(batch), ordered=False)
             batch = []
 
     for s in range(ANALYSES):
@@ -110,7 +110,7 @@ def main() -> None:
             http_uid = latencies(lambda: session.get(f"{service.url}/api/v1/data_reference/{next(it)}").raise_for_status(),
                                  args.queries)
             it = iter(uids)
-            direct_uid = latencies(lambda: coll.find_one({"uid": next(it)}, {"_id": 0}), args.queries)
+            direct_uid = latencies(lambda: coll.find_one({"_id": next(it)}, {"_id": 0}), args.queries)
             t0 = 1_700_000_000.0
 
             def header_params():

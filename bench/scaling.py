@@ -32,7 +32,7 @@ from typing import Any
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 from analysisstore.store import index_models  # noqa: E402
@@ -55,7 +55,7 @@ def grow(dbs: list[Any], stream: str, count: int, start: int) -> list[str]:
         batch = [record(stream, start + offset + i, now) for i in range(min(20_000, count - offset))]
         sample += [d["uid"] for d in random.sample(batch, min(20, len(batch)))]
         for db in dbs:
-            db.data_reference.insert_many([dict(d) for d in batch], ordered=False)
+            db.data_reference.insert_many(as_stored(batch), ordered=False)
     return sample
 
 
@@ -88,12 +88,11 @@ def main() -> None:
                 log.info("%d records stored; probing", stored)
                 now = time.time()
                 batch = [record(stream, i, now) for i in range(args.batch)]
-                direct_bulk, _ = timed(lambda: direct_db.data_reference.insert_many([dict(d) for d in batch],
-                                                                                 ordered=False))
+                direct_bulk, _ = timed(lambda: direct_db.data_reference.insert_many(as_stored(batch), ordered=False))
                 fresh = [dict(d, uid=str(uuid.uuid4())) for d in batch]
                 service_bulk, _ = timed(lambda: client.insert_bulk_data_reference(stream, fresh, chunk_size=5_000))
                 singles = [record(stream, i, now) for i in range(args.singles)]
-                direct_single, _ = timed(lambda: [direct_db.data_reference.insert_one(dict(d)) for d in singles])
+                direct_single, _ = timed(lambda: [direct_db.data_reference.insert_one(d) for d in as_stored(singles)])
                 service_single, _ = timed(lambda: [client.insert_data_reference(
                     stream, str(uuid.uuid4()), d["time"], d["data"], d["timestamps"], seq_num=d["seq_num"])
                     for d in singles])
@@ -103,7 +102,7 @@ def main() -> None:
                 http = latencies(lambda: session.get(f"{service.url}/api/v1/data_reference/{next(it)}")
                                  .raise_for_status(), len(uids))
                 it = iter(uids)
-                direct = latencies(lambda: direct_db.data_reference.find_one({"uid": next(it)}, {"_id": 0}), len(uids))
+                direct = latencies(lambda: direct_db.data_reference.find_one({"_id": next(it)}, {"_id": 0}), len(uids))
                 results.append({"size": size, "bulk": (args.batch / service_bulk, args.batch / direct_bulk),
                                 "single": (args.singles / service_single, args.singles / direct_single),
                                 "uid_p50": (percentile(http, 50), percentile(direct, 50)),

@@ -12,7 +12,7 @@ import requests
 
 from analysisstore.errors import BadRequest
 from analysisstore.queries import MAX_FILTER_CLAUSES, MAX_FILTER_NODES, check_filter, parse_lookups
-from helpers import assert_error, header_doc, record_doc
+from helpers import as_stored, assert_error, header_doc, record_doc
 
 from helpers import open_cursors
 
@@ -79,7 +79,7 @@ def test_a_search_body_is_held_to_max_query_bytes(service):
 
 def test_a_huge_or_filter_is_refused_quickly(service):
     """A search with tens of thousands of $or clauses gets 400 at once instead of running past its time limit."""
-    service.database.analysis_header.insert_many([header_doc() for _ in range(200)])
+    service.database.analysis_header.insert_many([as_stored(header_doc()) for _ in range(200)])
     filt = {"$or": [{"provenance.analysis_name": f"n{i}", "time": {"$gte": i}} for i in range(10_000)]}
     started = time.monotonic()
     response = requests.post(f"{service.url}/api/v1/analysis_header/search",
@@ -123,11 +123,11 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
     stream = {"uid": f"s-{header['uid']}", "time": 1.0, "analysis_header": header["uid"],
               "data_keys": {"wavelength": {"dtype": "number"}, "absorbance": {"dtype": "number"},
                             "label": {"dtype": "string"}}}
-    service.database.analysis_header.insert_one(dict(header))
-    service.database.data_reference_header.insert_one(dict(stream))
+    service.database.analysis_header.insert_one(as_stored(header))
+    service.database.data_reference_header.insert_one(as_stored(stream))
     label = "x" * 3000  # ~9 MB in all: far more than the socket buffers hold
     service.database.data_reference.insert_many(
-        [record_doc(stream["uid"], i, data={"wavelength": 1.0 * i, "label": label}) for i in range(3_000)])
+        [as_stored(record_doc(stream["uid"], i, data={"wavelength": 1.0 * i, "label": label})) for i in range(3_000)])
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(30)

@@ -9,7 +9,7 @@ import requests
 from analysisstore.auth import digest
 from analysisstore.client import AnalysisClient, Forbidden, Unauthorized
 from analysisstore.config import TokenEntry
-from helpers import assert_error, header_doc, record_doc, stream_doc
+from helpers import as_stored, assert_error, header_doc, record_doc, stream_doc
 
 READ, WRITE = "read-token", "write-token"
 TOKENS = (TokenEntry("reader", digest(READ), frozenset({"read"})),
@@ -191,9 +191,9 @@ def _many_records(service, n):
     """n records of one stream, written straight to the database (setup, not what is tested)."""
     header = header_doc()
     stream = stream_doc(header["uid"])
-    service.database.analysis_header.insert_one(dict(header))
-    service.database.data_reference_header.insert_one(dict(stream))
-    service.database.data_reference.insert_many([record_doc(stream["uid"], i) for i in range(n)])
+    service.database.analysis_header.insert_one(as_stored(header))
+    service.database.data_reference_header.insert_one(as_stored(stream))
+    service.database.data_reference.insert_many([as_stored(record_doc(stream["uid"], i)) for i in range(n)])
     return stream["uid"]
 
 

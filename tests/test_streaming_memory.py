@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from analysisstore.store._layout import layout_record
 from serving import Serve
 
 pytestmark = pytest.mark.subprocess
@@ -33,12 +34,14 @@ def test_ndjson_of_100k_records_streams_in_constant_memory(mongo_uri, mongo):
     name = f"asst_stream_{uuid.uuid4().hex[:10]}"
     db = mongo[name]
     stream = "stream-1"
-    db.analysis_header.insert_one({"uid": "h", "time": 1.0, "provenance": {}})
-    db.data_reference_header.insert_one({"uid": stream, "time": 1.0, "analysis_header": "h",
+    # Written straight to the database as the service stores it (layout 2: _id = uid), and marked so.
+    db.meta.insert_one({"_id": "layout", **layout_record()})
+    db.analysis_header.insert_one({"_id": "h", "uid": "h", "time": 1.0, "provenance": {}})
+    db.data_reference_header.insert_one({"_id": stream, "uid": stream, "time": 1.0, "analysis_header": "h",
                                          "data_keys": {"v": {"dtype": "number"}}})
     batch = []
     for i in range(RECORDS):
-        batch.append({"uid": f"r{i:07d}", "time": 2.0 + i, "seq_num": i, "data_reference_header": stream,
+        batch.append({"_id": f"r{i:07d}", "uid": f"r{i:07d}", "time": 2.0 + i, "seq_num": i, "data_reference_header": stream,
                       "data": {"v": i * 0.5}, "timestamps": {"v": 2.0 + i}})
         if len(batch) == 20_000:
             db.data_reference.insert_many(batch, ordered=False)
