@@ -23,7 +23,7 @@ from doct import Document
 from ._fallback import FallbackTransport
 from ._transport import RetryPolicy, Transport, dumps, loads
 from ..contract.vocabulary import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
-from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
+from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, NotFound, ServiceUnreachable, error_from_body
 from .mirror import MirrorMixin
 from .limits import MAX_BULK_ITEMS
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
@@ -359,9 +359,20 @@ class AnalysisClient(MirrorMixin):
         if options:  # as a filter they would match nothing, silently
             raise InvalidLookup(f"{options} are options of iter_find(), not fields to filter on; "
                                 "use iter_find(doc_type, query, paged=True, page_size=...)")
+        if order_by is None and (limit is None or limit > 0) and keywords.keys() == {"uid"} and _gettable_uid(keywords["uid"]):
+            return self._by_uid(doc_type, keywords["uid"])
         if is_lookup_query(keywords):
             return self._iter_lookup_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
         return self.iter_find(doc_type, keywords, order_by=order_by, limit=limit)
+
+    def _by_uid(self, doc_type: str, uid: str) -> Iterator[Document]:
+        """``find_*(uid=...)``: the one document with that uid, or none, by one GET (no search, no stream)."""
+        name = _document_name(doc_type)
+        try:
+            doc = self._transport.json("GET", f"api/v1/{doc_type}/{quote(uid, safe='')}")
+        except NotFound:
+            return
+        yield Document(name, doc)
 
     def find_analysis_header(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
         """Analysis headers matching the keywords: ``uid=...``, ``project="x"``, ``time__gte=datetime(...)``.
@@ -668,6 +679,12 @@ def _check_end(line: dict[str, Any] | None, received: int) -> None:
     if count != received:
         raise IncompleteStream(f"the result stream ended after {received} documents but the service "
                                f"sent {count}: the answer is incomplete", received)
+
+
+def _gettable_uid(uid: Any) -> bool:
+    """Can ``GET /api/v1/{doc_type}/{uid}`` name this uid? Not a non-string, nor a path step of its own
+    ("", ".", "..": URL normalisation would change the path), nor the name of the search route."""
+    return isinstance(uid, str) and uid not in ("", ".", "..", "search")
 
 
 def _document_name(doc_type: str) -> str:
