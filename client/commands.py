@@ -51,6 +51,8 @@ NDJSON = "application/x-ndjson"
 _END_PREFERENCE = "stream-end"
 #: Longer than the service's keep-alive interval on an idle event stream.
 _EVENTS_READ_TIMEOUT = 60.0
+#: Bytes read after a stream's end line to keep its connection (a well-formed stream has only a few).
+_AFTER_END_BYTES = 64 * 1024
 #: connection_status() answers quickly rather than waiting out retries.
 _PROBE_TIMEOUT = (2.0, 5.0)
 
@@ -329,6 +331,7 @@ class AnalysisClient(MirrorMixin):
                     doc = loads(line)
                     if "$end" in doc or "$error" in doc:  # documents never have '$' keys: this is the last line
                         last = doc
+                        _read_to_the_end(response)
                         break
                     received += 1
                     yield Document(name, doc)
@@ -663,6 +666,20 @@ def _page_params(*, order_by: Any = None, limit: int | None = None, fields: list
     if include_count:
         params.append(("include_count", "true"))
     return params
+
+
+def _read_to_the_end(response: requests.Response) -> None:
+    """Read what follows a stream's end line (the empty last chunk of the transfer) so that its kept-alive
+    connection goes back to the pool: left unread, the connection was closed, and every ``find_*`` and
+    ``iter_*`` call opened a new one. More than ``_AFTER_END_BYTES`` is not read: the connection is closed."""
+    left = _AFTER_END_BYTES
+    try:
+        for chunk in response.iter_content(chunk_size=8192):
+            left -= len(chunk)
+            if left <= 0:
+                return
+    except requests.RequestException:
+        return  # the answer is whole already; only this connection is lost
 
 
 def _check_end(line: dict[str, Any] | None, received: int) -> None:
