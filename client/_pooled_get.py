@@ -14,6 +14,7 @@ URL of another origin) takes the ordinary ``Session.request``.
 """
 from __future__ import annotations
 
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -53,8 +54,8 @@ class PooledGet:
         if self._pool is None or self._pool.pool is None:  # a closed pool has no queue left
             assert self._adapter is not None
             session = self._session
-            pool = self._adapter.get_connection_with_tls_context(self._origin_request, session.verify, None,
-                                                                 session.cert)
+            pool = cast(HTTPConnectionPool, self._adapter.get_connection_with_tls_context(
+                self._origin_request, session.verify, None, session.cert))
             self._adapter.cert_verify(pool, self._origin_request.url or "", session.verify, session.cert)
             self._pool = pool
         return self._pool
@@ -62,21 +63,22 @@ class PooledGet:
     def applies(self, url: str) -> bool:
         """May this GET skip ``Session.request``: same origin, and nothing of the session's to merge in?"""
         session = self._session
-        return (self._adapter is not None and url.startswith(self._origin) and not session.cookies and not session.params
-                and session.auth is None and not session.hooks.get("response"))
+        return (self._adapter is not None and url.startswith(self._origin) and not session.cookies
+                and not session.params and session.auth is None and not session.hooks.get("response"))
 
     def get(self, url: str, headers: dict[str, str], timeout: tuple[float, float]) -> requests.Response:
         """The response to ``GET url`` (body not yet read); requests' own exceptions for transport failures."""
         adapter, session = self._adapter, self._session
         assert adapter is not None
-        merged = CaseInsensitiveDict(session.headers)
+        merged: CaseInsensitiveDict[Any] = CaseInsensitiveDict(session.headers)
         merged.update(headers)
         request = requests.PreparedRequest()
         request.method, request.url, request.headers, request.body = "GET", url, merged, None
+        target = requote_uri(url[len(self._origin) - 1:])
         try:
-            raw = self._connection_pool().urlopen("GET", requote_uri(url[len(self._origin) - 1:]), headers=merged, redirect=False,
-                               assert_same_host=False, preload_content=False, decode_content=False,
-                               retries=adapter.max_retries, timeout=Timeout(connect=timeout[0], read=timeout[1]))
+            raw = self._connection_pool().urlopen(
+                "GET", target, headers=merged, redirect=False, assert_same_host=False, preload_content=False,
+                decode_content=False, retries=adapter.max_retries, timeout=Timeout(connect=timeout[0], read=timeout[1]))
         except ReadTimeoutError as exc:
             raise requests.ReadTimeout(exc, request=request) from exc
         except MaxRetryError as exc:
