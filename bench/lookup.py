@@ -188,7 +188,7 @@ def main() -> None:
     with ExitStack() as stack:
         pids: dict[str, int] = {}
         if args.mongo_uri is None:
-            data_dir = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-bench-"))) / "db"
+            data_dir = args.data_dir or Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="asst-b-"))) / "db"
             embedded = stack.enter_context(EmbeddedMongo(data_dir))
             uri, mongo = embedded.uri, stack.enter_context(MongoClient(embedded.uri))
             pids["database"] = embedded.pid

@@ -14,7 +14,7 @@ import os
 import time as _time
 import uuid as _uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence, TypeGuard
 from urllib.parse import quote, urlparse
 
 import requests
@@ -362,8 +362,9 @@ class AnalysisClient(MirrorMixin):
         if options:  # as a filter they would match nothing, silently
             raise InvalidLookup(f"{options} are options of iter_find(), not fields to filter on; "
                                 "use iter_find(doc_type, query, paged=True, page_size=...)")
-        if order_by is None and (limit is None or limit > 0) and keywords.keys() == {"uid"} and _gettable_uid(keywords["uid"]):
-            return self._by_uid(doc_type, keywords["uid"])
+        uid = keywords.get("uid")
+        if keywords.keys() == {"uid"} and _gettable_uid(uid) and order_by is None and (limit is None or limit > 0):
+            return self._by_uid(doc_type, uid)
         if is_lookup_query(keywords):
             return self._iter_lookup_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
         return self.iter_find(doc_type, keywords, order_by=order_by, limit=limit)
@@ -698,7 +699,7 @@ def _check_end(line: dict[str, Any] | None, received: int) -> None:
                                f"sent {count}: the answer is incomplete", received)
 
 
-def _gettable_uid(uid: Any) -> bool:
+def _gettable_uid(uid: Any) -> TypeGuard[str]:
     """Can ``GET /api/v1/{doc_type}/{uid}`` name this uid? Not a non-string, nor a path step of its own
     ("", ".", "..": URL normalisation would change the path), nor the name of the search route."""
     return isinstance(uid, str) and uid not in ("", ".", "..", "search")
