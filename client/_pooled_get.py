@@ -4,7 +4,7 @@
 before and after the bytes move: it merges session and call settings (each
 merge an ``isinstance`` against a runtime-checked Protocol, slow on Python
 3.11), parses and re-quotes the URL, consults the cookie jar twice and runs
-the hooks. A lookup by uid takes about 3 ms end to end, so that was a sixth
+the hooks. A lookup by uid takes about 3 ms end to end, so that was over a tenth
 of it. A GET for which none of those settings can matter is handed to the
 same urllib3 pool the session's adapter uses: the same keep-alive
 connections, retry policy (``adapter.max_retries``), timeouts, headers,
