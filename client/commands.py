@@ -14,7 +14,7 @@ import os
 import time as _time
 import uuid as _uuid
 from dataclasses import dataclass
-from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence, TypeGuard
+from typing import Any, Callable, Generator, Iterable, Iterator, Mapping, Sequence
 from urllib.parse import quote, urlparse
 
 import requests
@@ -348,7 +348,9 @@ class AnalysisClient(MirrorMixin):
 
         A list, as in 0.x; with ``stream=True`` an iterator instead.
         """
-        found = self.iter_find(doc_type, query, order_by=order_by, limit=limit)
+        uid = _only_uid(query or {}, order_by, limit)
+        found = self._by_uid(doc_type, uid) if uid is not None else self.iter_find(doc_type, query, order_by=order_by,
+                                                                                    limit=limit)
         return found if stream else list(found)
 
     def _find_by_keywords(self, doc_type: str, keywords: dict[str, Any], order_by: Any,
@@ -362,8 +364,8 @@ class AnalysisClient(MirrorMixin):
         if options:  # as a filter they would match nothing, silently
             raise InvalidLookup(f"{options} are options of iter_find(), not fields to filter on; "
                                 "use iter_find(doc_type, query, paged=True, page_size=...)")
-        uid = keywords.get("uid")
-        if keywords.keys() == {"uid"} and _gettable_uid(uid) and order_by is None and (limit is None or limit > 0):
+        uid = _only_uid(keywords, order_by, limit)
+        if uid is not None:
             return self._by_uid(doc_type, uid)
         if is_lookup_query(keywords):
             return self._iter_lookup_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
@@ -699,10 +701,17 @@ def _check_end(line: dict[str, Any] | None, received: int) -> None:
                                f"sent {count}: the answer is incomplete", received)
 
 
-def _gettable_uid(uid: Any) -> TypeGuard[str]:
-    """Can ``GET /api/v1/{doc_type}/{uid}`` name this uid? Not a non-string, nor a path step of its own
-    ("", ".", "..": URL normalisation would change the path), nor the name of the search route."""
-    return isinstance(uid, str) and uid not in ("", ".", "..", "search")
+def _only_uid(query: Mapping[str, Any], order_by: Any, limit: int | None) -> str | None:
+    """The uid a query asks for when it asks for nothing else, so that one GET by uid answers it; else None.
+
+    Not for a uid ``GET /api/v1/{doc_type}/{uid}`` cannot name: a non-string, a path step of its own
+    ("", ".", "..": URL normalisation would change the path), or the name of the search route.
+    """
+    uid = query.get("uid")
+    if (query.keys() == {"uid"} and isinstance(uid, str) and uid not in ("", ".", "..", "search")
+            and order_by is None and (limit is None or limit > 0)):
+        return uid
+    return None
 
 
 def _document_name(doc_type: str) -> str:

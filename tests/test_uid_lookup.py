@@ -77,7 +77,7 @@ def _requests(metrics: Metrics, route: str, method: str) -> float:
 
 
 def test_a_lookup_by_uid_sends_one_database_command(service, watched):
-    """client.document and find_data_reference(uid=...) each cost one GET by uid and one database find."""
+    """client.document, find_data_reference(uid=...) and find(doc_type, {"uid": ...}): one GET, one database find."""
     url, commands, metrics = watched
     record = _stored_record(service)
     client = AnalysisClient({"url": url})
@@ -88,10 +88,13 @@ def test_a_lookup_by_uid_sends_one_database_command(service, watched):
     commands.names.clear()
     assert [dict(doc) for doc in client.find_data_reference(uid=record["uid"])] == [record]
     assert commands.names == ["find"]
+    commands.names.clear()
+    assert [dict(doc) for doc in client.find("data_reference", {"uid": record["uid"]})] == [record]
+    assert commands.names == ["find"]
     # On the client's one connection the service finishes a request, metrics included, before the next.
     client.status()
-    assert _requests(metrics, "DocumentHandler", "GET") == 3
-    assert _requests(metrics, "SearchHandler", "POST") == 0  # find_*(uid=) is a GET by uid, not a search
+    assert _requests(metrics, "DocumentHandler", "GET") == 4
+    assert _requests(metrics, "SearchHandler", "POST") == 0  # find_*(uid=) and find() are GETs by uid, not searches
 
 
 def test_find_by_uid_answers_what_a_search_answers(service):
@@ -112,6 +115,8 @@ def test_find_by_uid_answers_what_a_search_answers(service):
         assert by_uid == searched and len(by_uid) == 1, doc_type
         assert "_status" not in by_uid[0]
         assert find(uid="no-such-uid") == [] and [dict(doc) for doc in find(uid=uid, limit=1)] == by_uid
+        assert [dict(doc) for doc in client.find(doc_type, {"uid": uid})] == by_uid  # the 0.x find()
+        assert client.find(doc_type, {"uid": "no-such-uid"}) == []
     assert [d.uid for d in client.iter_analysis_header(uid=header)] == [header]
 
 
