@@ -12,6 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -297,14 +298,15 @@ class ServiceConfig:
     #: Where each setting's value came from: default, file:<path>, env:ASST_X, flag:--x.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    @property
+    # Computed once per (frozen) config: every request asks whether auth is on.
+    @cached_property
     def loopback_only(self) -> bool:
         try:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return self.host == "localhost"
 
-    @property
+    @cached_property
     def auth_enabled(self) -> bool:
         return self.loopback_only is False if self.require_auth is None else self.require_auth
 

@@ -13,7 +13,7 @@ collection sizes:
 
 * bulk ingest of a batch (``insert_bulk_data_reference`` vs ``insert_many``);
 * sequential single inserts (``insert_data_reference`` vs ``insert_one``);
-* p50/p95 of a record by uid, over HTTP vs ``find_one``.
+* p50/p95 of a record by uid, over HTTP (``AnalysisClient.document``) vs ``find_one``.
 
 The growth between sizes is written directly to both databases (it is not
 what is measured), so reaching 10⁶ takes minutes, not hours.
@@ -29,7 +29,6 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _harness import ServiceProcess, as_stored, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
@@ -77,7 +76,6 @@ def main() -> None:
             for doc_type in ("analysis_header", "data_reference_header", "data_reference"):
                 direct_db[doc_type].create_indexes(index_models(doc_type))
             client = AnalysisClient({"url": service.url})
-            session = requests.Session()
             header = client.insert_analysis_header(provenance={"analysis_name": "scaling"})
             stream = client.insert_data_reference_header(header, data_keys=KEYS)
             stored, sample = 0, []
@@ -99,8 +97,7 @@ def main() -> None:
                 stored += args.batch + args.singles
                 uids = [random.choice(sample) for _ in range(args.queries)]
                 it = iter(uids)
-                http = latencies(lambda: session.get(f"{service.url}/api/v1/data_reference/{next(it)}")
-                                 .raise_for_status(), len(uids))
+                http = latencies(lambda: client.document("data_reference", next(it)), len(uids))
                 it = iter(uids)
                 direct = latencies(lambda: direct_db.data_reference.find_one({"_id": next(it)}, {"_id": 0}), len(uids))
                 results.append({"size": size, "bulk": (args.batch / service_bulk, args.batch / direct_bulk),

@@ -414,9 +414,8 @@ class BaseHandler(RequestHandler):
                 if getattr(type(self), method.lower()) is not getattr(RequestHandler, method.lower())]
 
     def on_finish(self) -> None:
-        route = type(self).__name__
-        self.metrics.requests.labels(route, self.request.method, str(self.get_status())).inc()
-        self.metrics.latency.labels(route, self.request.method).observe(self.request.request_time())
+        self.metrics.observe_request(type(self).__name__, self.request.method or "GET", self.get_status(),
+                                     self.request.request_time())
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AnalysisStoreError) and value.status < 500:
