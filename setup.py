@@ -38,7 +38,8 @@ INSTALL_REQUIRES = [
 EXTRAS_REQUIRE = {
     "embedded": ["SecantusDB>=0.7.0b3"],
     # playwright drives the system Chromium in the browser test (no browser download).
-    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "hypothesis>=6.100",
+    # pytest-xdist: the suite runs on two processes (each with its own embedded database) to stay near 10 min.
+    "test": ["pytest>=8.0", "pytest-timeout>=2.2", "pytest-xdist>=3.5", "hypothesis>=6.100",
              "openapi-spec-validator>=0.7", "playwright>=1.40",
              # tests/test_fuzz.py: requests generated from the served OpenAPI document.
              "schemathesis>=4.0",

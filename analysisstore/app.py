@@ -20,6 +20,8 @@ access_log = logging.getLogger("analysisstore.access")
 def _log_request(handler: RequestHandler) -> None:
     status = handler.get_status()
     level = logging.INFO if status < 500 else logging.ERROR
+    if not access_log.isEnabledFor(level):
+        return  # e.g. --log-level warning: nothing to format
     duration = 1000.0 * handler.request.request_time()
     request_id = getattr(handler, "request_id", "-")
     access_log.log(

@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import errno
 import logging
+import math
 import os
 import sys
 from contextlib import contextmanager
@@ -118,7 +119,8 @@ def _add_analyze(sub: argparse._SubParsersAction) -> None:
     analyze.add_argument("--follow", action="store_true",
                          help="keep running: analyse each new matching input as its tail arrives (exactly once "
                               "per input, across restarts); stop with Ctrl-C or SIGTERM")
-    analyze.add_argument("--concurrency", type=int, default=2, help="analyses run at once (default: %(default)s)")
+    analyze.add_argument("--concurrency", type=_at_least_one, default=2,
+                         help="analyses run at once, at least 1 (default: %(default)s)")
     analyze.add_argument("--no-progress", action="store_true", help="no progress bar")
     _add_service_options(analyze)
 
@@ -192,7 +194,8 @@ def _add_sync(sub: argparse._SubParsersAction) -> None:
                       help="a bundle in RUNS_ACTIVE unwritten for this long is abandoned (default: %(default)s)")
     sync.add_argument("--watch", action="store_true", help="keep running, one pass every --interval seconds")
     sync.add_argument("--interval", type=float, default=30.0, help="seconds between passes with --watch")
-    sync.add_argument("--concurrency", type=int, default=2, help="bundles pushed at once (default: %(default)s)")
+    sync.add_argument("--concurrency", type=_at_least_one, default=2,
+                      help="bundles pushed at once, at least 1 (default: %(default)s)")
     sync.add_argument("--chunk-size", type=int, default=2_000,
                       help=f"records per request (default: %(default)s; at most {MAX_BULK_ITEMS})")
     sync.add_argument("--max-attempts", type=int, default=3,
@@ -220,8 +223,9 @@ def _add_archive(sub: argparse._SubParsersAction) -> None:
     imp = sub.add_parser(
         "import",
         help="load bundle archives into the service",
-        description=("Import bundle archives or directories. Importing twice changes nothing; a uid that is "
-                     "already stored with different content is reported and left as it is. Revisions and files "
+        description=("Import bundle archives or directories. Importing twice changes nothing: each analysis is "
+                     "counted as imported (something new was stored) or already stored (nothing new); a uid that "
+                     "is already stored with different content is reported and left as it is. Revisions and files "
                      "keep their original times, which needs a token with the restore scope when the service "
                      "uses tokens."),
     )
@@ -323,34 +327,51 @@ def _add_reproduce(sub: argparse._SubParsersAction) -> None:
                      "'analysisstore.analyses' entry points) on its exact stored inputs and parameters, and "
                      "compare: code hash same or different, each output key identical, within tolerance "
                      "(numbers and numeric arrays: |new - stored| <= atol + rtol*|stored|) or different. "
-                     "Nothing is written unless --record. Exit status 0 only when reproduced."),
+                     "An analysis that failed is reproduced when the re-run fails with the same reason. "
+                     "Nothing is written unless --record. Exit status: 0 reproduced; 1 not reproduced, or "
+                     "nothing to compare (the analysis has no tail yet or was aborted) or its class is not "
+                     "installed here; 2 bad flags; 3 no service; 4 the token is missing or too weak."),
     )
     reproduce.add_argument("uid", metavar="UID", help="analysis_header uid of the analysis to re-run")
-    reproduce.add_argument("--rtol", type=float, default=1e-9, help="relative tolerance (default: %(default)s)")
-    reproduce.add_argument("--atol", type=float, default=0.0, help="absolute tolerance (default: %(default)s)")
+    reproduce.add_argument("--rtol", type=_tolerance, default=1e-9,
+                           help="relative tolerance, a finite number >= 0 (default: %(default)s)")
+    reproduce.add_argument("--atol", type=_tolerance, default=0.0,
+                           help="absolute tolerance, a finite number >= 0 (default: %(default)s)")
     reproduce.add_argument("--record", action="store_true",
                            help="store the reproduction as a new analysis with provenance.reproduces = UID")
     _add_service_options(reproduce)
 
 
 def _run_reproduce(args: argparse.Namespace) -> int:
-    from .drivers.reproduce import record_reproduction, reproduce
+    from .drivers.reproduce import NothingToCompare, record_reproduction, reproduce
 
     client = _client(args)
     try:
         result, analysis = reproduce(client, args.uid, rtol=args.rtol, atol=args.atol)
+    except NothingToCompare as exc:  # no tail yet, or aborted
+        raise CommandFailed(str(exc)) from None
     except LookupError as exc:  # the analysis's class is not installed here
         raise SystemExit(f"analysisstore reproduce: {exc}") from None
     code = "same" if result.code_same else f"DIFFERENT (stored {result.stored_codehash}, now {result.current_codehash})"
     print(f"{result.analysis_name} {result.uid}: code hash {code}")
+    if result.stored_status == "fail":
+        print(f"  the stored analysis failed: {result.stored_reason or 'no reason recorded'}")
+    if result.fresh_failure is not None:
+        print(f"  the re-run fails: {result.fresh_failure}")
     for key in result.keys:
         print(f"  {key.stream}.{key.key}: {key.verdict}{' (' + key.detail + ')' if key.detail else ''}")
     for problem in result.problems:
         print(f"  {problem}")
-    print("reproduced" if result.reproduced else "NOT reproduced")
+    if result.reproduced:
+        print("reproduced (the same failure)" if result.fresh_failure is not None else "reproduced")
+    else:
+        print("NOT reproduced")
     if args.record:
-        uid, stored_now = record_reproduction(client, args.uid, analysis)
-        print(f"reproduction {'stored' if stored_now else 'already stored'} as analysis {uid}")
+        if analysis is None:
+            print("nothing recorded: the analysis could not be built from its stored parameters")
+        else:
+            uid, stored_now = record_reproduction(client, args.uid, analysis, result.fresh_failure)
+            print(f"reproduction {'stored' if stored_now else 'already stored'} as analysis {uid}")
     return 0 if result.reproduced else 1
 
 
@@ -474,7 +495,9 @@ def _run_import(args: argparse.Namespace) -> int:
     _require_service(args)
     report = import_archives(_client(args), args.files, restore_times=not args.new_file_times)
     print(f"imported {len(report.imported)} analyses, {len(report.conflicts)} conflicts, "
-          f"{len(report.invalid)} invalid")
+          f"{len(report.invalid)} invalid, {len(report.already_stored)} already stored")
+    if report.already_stored and not report.imported and report.ok:
+        print("  nothing new: the service already held every document and file of these analyses")
     for conflict in report.conflicts:
         print(f"  conflict in {conflict['analysis']}: {conflict['error']}")
     for incomplete in report.incomplete:
@@ -483,6 +506,28 @@ def _run_import(args: argparse.Namespace) -> int:
     for invalid in report.invalid:
         print(f"  invalid {invalid['file']}: {invalid['error']}")
     return 0 if report.ok else 1
+
+
+def _tolerance(text: str) -> float:
+    """A comparison tolerance: a finite number, at least 0 (argparse turns the error into a usage error, exit 2)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value) or value < 0:
+        raise argparse.ArgumentTypeError(f"a tolerance is a finite number of at least 0, not {text!r}")
+    return value
+
+
+def _at_least_one(text: str) -> int:
+    """A count of things done at once: a whole number, at least 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, not {text!r}")
+    return value
 
 
 def _hours_unless_unit(text: str) -> str:

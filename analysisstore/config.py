@@ -12,6 +12,7 @@ import math
 import os
 import re
 from dataclasses import dataclass, field, fields, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
@@ -160,6 +161,16 @@ def _str_list(value: Any) -> tuple[str, ...]:
     return tuple(items)
 
 
+def _host_names(value: Any) -> tuple[str, ...]:
+    """Host names without a port: ``store.example``, ``.lab.example`` (it and every name under it), or ``*``."""
+    names = tuple(name.lower().rstrip(".") if name != "*" else name for name in _str_list(value))
+    for name in names:
+        if name != "*" and not re.fullmatch(r"\.?[a-z0-9_]([a-z0-9_.-]*[a-z0-9_])?", name):
+            raise ValueError(f"{name!r} is not a host name: list names without scheme or port, "
+                             "'.lab.example' for every name under lab.example, or '*' for any")
+    return names
+
+
 def _tokens(value: Any) -> tuple[TokenEntry, ...]:
     if not isinstance(value, list):
         raise ValueError("expected a list of {name, sha256, scopes}")
@@ -232,6 +243,10 @@ SETTINGS: dict[str, Setting] = {
     "metrics_public": Setting(_bool, "serve /metrics without a token when auth is on", metavar="BOOL"),
     "cors_origins": Setting(_str_list, "browser origins allowed to call the API (CORS), comma-separated",
                             metavar="ORIGINS"),
+    "allowed_hosts": Setting(_host_names, "more host names (Host header) requests may be addressed to, "
+                             "comma-separated; '.lab.example' allows every name under it, '*' any; "
+                             "loopback names, IP addresses and --host always are. Checked without tokens "
+                             "(against DNS rebinding), and with tokens too once set", metavar="NAMES"),
     "drain_seconds": Setting(_Seconds(0.0), "how long SIGTERM waits for in-flight requests"),
     "cursor_secret": Setting(_optional_secret, "key signing paging cursors", secret=True,
                              when_unset="one generated and kept in the database, shared by every worker and host",
@@ -275,20 +290,23 @@ class ServiceConfig:
     token_file: Path | None = None
     metrics_public: bool = False
     cors_origins: tuple[str, ...] = ()
+    #: Host names beyond loopback, IP literals and ``host`` that requests may name (see ``hosts.py``).
+    allowed_hosts: tuple[str, ...] = ()
     drain_seconds: float = 10.0
     #: HMAC key of paging cursors; None: the store generates one and keeps it in the database.
     cursor_secret: str | None = None
     #: Where each setting's value came from: default, file:<path>, env:ASST_X, flag:--x.
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
-    @property
+    # Computed once per (frozen) config: every request asks whether auth is on.
+    @cached_property
     def loopback_only(self) -> bool:
         try:
             return ipaddress.ip_address(self.host).is_loopback
         except ValueError:
             return self.host == "localhost"
 
-    @property
+    @cached_property
     def auth_enabled(self) -> bool:
         return self.loopback_only is False if self.require_auth is None else self.require_auth
 

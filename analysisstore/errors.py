@@ -14,9 +14,11 @@ __all__ = [
     "Forbidden",
     "NotFound",
     "MethodNotAllowed",
+    "MisdirectedRequest",
     "Conflict",
     "Finalized",
     "PayloadTooLarge",
+    "UnsupportedMediaType",
     "UriTooLong",
     "HeadersTooLarge",
     "ValidationFailed",
@@ -83,6 +85,13 @@ class MethodNotAllowed(AnalysisStoreError):
     type_name = "MethodNotAllowed"
 
 
+class MisdirectedRequest(AnalysisStoreError):
+    """The request names a host this service does not answer to (a DNS-rebinding guard, ``hosts.py``)."""
+
+    status = 421
+    type_name = "MisdirectedRequest"
+
+
 class Conflict(AnalysisStoreError):
     """Same uid with different content, or a second tail for one analysis."""
 
@@ -101,6 +110,13 @@ class PayloadTooLarge(AnalysisStoreError):
 
     status = 413
     type_name = "PayloadTooLarge"
+
+
+class UnsupportedMediaType(AnalysisStoreError):
+    """A body compressed (Content-Encoding) or not in UTF-8: the service takes neither."""
+
+    status = 415
+    type_name = "UnsupportedMediaType"
 
 
 class UriTooLong(AnalysisStoreError):

@@ -22,7 +22,11 @@ _ERROR_STATUSES = {
     "403": "The token lacks the scope (read, write or restore) this call needs",
     "404": "Unknown uid, parent or route",
     "405": "Method not allowed here",
+    "415": "The body is compressed (any Content-Encoding but identity) or not UTF-8 (UTF-16/32); "
+           "send it uncompressed in UTF-8 (a UTF-8 byte order mark is accepted)",
     "416": "The byte range asked for is outside the file",
+    "421": "The Host names a host this service does not answer to (without tokens: only loopback names, "
+           "IP addresses, its --host and allowed_hosts; a guard against DNS rebinding)",
     "501": "The database cannot do this (change streams on a standalone mongod)",
     "409": "Conflict: a different document with this uid, a second tail, or a finalized analysis",
     "413": "Body, bulk or document too large",
@@ -40,7 +44,8 @@ def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
 
 
 def _errors(*statuses: str) -> dict[str, Any]:
-    return {s: {"$ref": f"#/components/responses/E{s}"} for s in statuses}
+    """The error responses of one operation; every operation may answer 421 (a host it does not answer to)."""
+    return {s: {"$ref": f"#/components/responses/E{s}"} for s in sorted({*statuses, "421"})}
 
 
 _DOC_TYPE = {"name": "doc_type", "in": "path", "required": True, "schema": {"type": "string", "enum": list(DOC_TYPES)}}
@@ -340,13 +345,19 @@ def openapi_spec() -> dict[str, Any]:
             "tail": {"oneOf": [_ref("analysis_tail"), {"type": "null"}]},
             "status": {"enum": ["running", "success", "fail", "abort", "stale"]}}},
     })
+    for item in paths.values():  # every body is checked alike (request_body.py): compressed or not UTF-8 is a 415
+        for operation in item.values():
+            if isinstance(operation, dict) and "requestBody" in operation:
+                operation["responses"].update(_errors("415"))
     return {
         "openapi": "3.1.0",
         "info": {"title": "analysisstore", "version": __version__,
                  "description": "Provenance store for scientific data analysis. Every error has the Error shape. "
                                 "When auth is on, reads need a token with the read scope and writes the write "
                                 "scope (Authorization: Bearer <token>); /healthz, /readyz, the schemas and this "
-                                "document are open."},
+                                "document are open. Without tokens, every route answers only requests whose Host "
+                                "is a loopback name, an IP address, the service's --host or one of allowed_hosts "
+                                "(421 otherwise: a guard against DNS rebinding)."},
         "paths": paths,
         "security": [{"bearer": []}, {}],
         "components": {

@@ -24,7 +24,8 @@ def hidden(projection: dict[str, Any] | None = None) -> dict[str, Any]:
     projection = {"_id": 0} if projection is None else projection
     if any(value for key, value in projection.items() if key != "_id"):
         # An inclusion projection names its fields; callers cannot name hidden ones (queries.check_field).
-        return {k: v for k, v in projection.items() if not is_hidden(k)}
+        # _id (the uid in layout 2) is never returned, even when a caller names it among the fields.
+        return {**{k: v for k, v in projection.items() if not is_hidden(k) and k != "_id"}, "_id": 0}
     return {**projection, **dict.fromkeys(HIDDEN_FIELDS, 0)}
 
 

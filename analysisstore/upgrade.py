@@ -1,4 +1,5 @@
-"""``analysisstore upgrade``: report (and with ``--apply`` fix) a database written by the 0.x service.
+"""``analysisstore upgrade``: report (and with ``--apply`` fix) a database written by the 0.x service or an
+older analysisstore (layout 1), bringing it to today's layout.
 
 The database work lives in :mod:`analysisstore.store._upgrade`; this module
 finds the database the way ``serve`` does (a URI, or the embedded database in
@@ -49,13 +50,15 @@ def refusal_line(exc: LayoutError, config: ServiceConfig) -> str:
 def add_upgrade_parser(sub: argparse._SubParsersAction) -> None:
     upgrade = sub.add_parser(
         "upgrade",
-        help="bring a database written by analysisstore 0.x to today's layout",
+        help="bring a database written by analysisstore 0.x or an older analysisstore to today's layout",
         description=(
             "Check a database written by the NSLS-II analysisstore 0.x service (or an older analysisstore) "
-            "and report what it needs: duplicate uids, values outside today's schemas, missing indexes. "
+            "and report what it needs: duplicate uids, values outside today's schemas, missing indexes, "
+            f"documents to move to layout {LAYOUT_VERSION} (stored under their uid as _id). "
             "Nothing is changed unless --apply is given; with --apply every document taken out of the way "
             f"and the original of every changed document is kept in the '{ASIDE_COLLECTION}' collection. "
-            "Running it again changes nothing. Stop the service first. Without --mongo-uri it opens the "
+            "Running it again changes nothing; a run that stopped half-way is finished by running it again. "
+            "Stop the service first. Without --mongo-uri it opens the "
             "embedded database in --data-dir, like `serve`. See docs/upgrade.md."
         ),
     )

@@ -80,6 +80,20 @@ def database(mongo_uri: str | None) -> Iterator[tuple[str, MongoClient]]:
         yield mongo_uri, stack.enter_context(MongoClient(mongo_uri))
 
 
+def as_stored(docs: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Copies of ``docs`` as the service stores them (layout 2: ``_id`` = uid), for writing straight to the
+    database: the service's lookups find them, and a direct side pays what the service pays."""
+    return [dict(d, _id=d["uid"]) for d in docs]
+
+
+def record_layout(db: Any) -> None:
+    """Mark a database filled straight through PyMongo before the service first starts on it (as the service
+    marks a new database; it refuses one holding documents without the mark)."""
+    from analysisstore.store._layout import META_COLLECTION, layout_record
+
+    db[META_COLLECTION].update_one({"_id": "layout"}, {"$setOnInsert": layout_record()}, upsert=True)
+
+
 def unique(prefix: str) -> str:
     return f"{prefix}_{uuid.uuid4().hex[:6]}"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, latencies, percentile, save, summary_row, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, latencies, percentile, record_layout, save, summary_row, unique  # noqa: E402
 
 from analysisstore.store import index_models  # noqa: E402
 
@@ -35,17 +35,18 @@ def populate(db, levels: int, width: int, fan_in: int, rng: random.Random) -> li
             docs.append({"uid": uid, "time": 1_700_000_000.0 + level * width + i,
                          "provenance": {"analysis_name": f"level{level}", "inputs": inputs}})
     db.analysis_header.create_indexes(index_models("analysis_header"))
-    db.analysis_header.insert_many(docs)
+    db.analysis_header.insert_many(as_stored(docs))
+    record_layout(db)
     return layers
 
 
 def direct_walk(db, uid: str, direction: str, depth: int) -> int:
     """The service's algorithm, in PyMongo: one indexed query per level."""
-    seen, frontier = {uid}, [db.analysis_header.find_one({"uid": uid})]
+    seen, frontier = {uid}, [db.analysis_header.find_one({"_id": uid})]
     for _ in range(depth):
         if direction == "ancestors":
             wanted = list({i for node in frontier for i in node["provenance"]["inputs"]} - seen)
-            frontier = list(db.analysis_header.find({"uid": {"$in": wanted}}, {"_id": 0})) if wanted else []
+            frontier = list(db.analysis_header.find({"_id": {"$in": wanted}}, {"_id": 0})) if wanted else []
         else:
             found = db.analysis_header.find({"provenance.inputs": {"$in": [n["uid"] for n in frontier]}}, {"_id": 0})
             frontier = [n for n in found if n["uid"] not in seen]

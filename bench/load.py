@@ -21,7 +21,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, percentile, save, summary_row, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, percentile, save, summary_row, unique  # noqa: E402
 
 from analysisstore.store import index_models  # noqa: E402
 
@@ -68,7 +68,7 @@ def main() -> None:
         direct_db = mongo[unique("bench_load_direct")]
         direct_db.analysis_header.create_indexes(index_models("analysis_header"))
         ok, errors, lat = run_clients(args.clients, args.seconds,
-                                      lambda _s: bool(direct_db.analysis_header.insert_one(header()).acknowledged))
+                                      lambda _s: bool(direct_db.analysis_header.insert_one(as_stored([header()])[0]).acknowledged))
         rows.append(("pymongo insert_one", ok, errors, lat))
         mongo.drop_database(direct_db.name)
         for processes in (1, 2):

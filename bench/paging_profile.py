@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import database, unique  # noqa: E402
+from _harness import as_stored, database, unique  # noqa: E402
 
 from pymongo import AsyncMongoClient, monitoring  # noqa: E402
 
@@ -116,13 +116,13 @@ def main() -> None:
         try:
             db = mongo[name]
             db.data_reference.create_indexes(index_models("data_reference"))
-            db.data_reference_header.insert_one({"uid": "s0", "time": t0, "analysis_header": "h0",
-                                                 "data_keys": {"v": {"dtype": "number"}}})
+            db.data_reference_header.insert_many(as_stored([{"uid": "s0", "time": t0, "analysis_header": "h0",
+                                                             "data_keys": {"v": {"dtype": "number"}}}]))
             for start in range(0, args.records, 20_000):
-                db.data_reference.insert_many([
+                db.data_reference.insert_many(as_stored([
                     {"uid": f"r{i:07d}", "time": times[i], "seq_num": i, "data_reference_header": "s0",
                      "data": {"v": i * 0.5}, "timestamps": {"v": t0}}
-                    for i in range(start, min(start + 20_000, args.records))], ordered=False)
+                    for i in range(start, min(start + 20_000, args.records))]), ordered=False)
                 log.info("populated %d records", min(start + 20_000, args.records))
             asyncio.run(profile(uri, name, times, args.page_size))
         finally:

@@ -11,7 +11,8 @@ rest spread over 1 000 analyses), starts ``analysisstore serve`` on it, then:
 
 * reads the big stream through ``AnalysisClient`` (cursor pages and NDJSON)
   vs ``list(collection.find(...))`` — throughput ratio (1.0 = as fast as the DB);
-* p50/p95 over HTTP of indexed queries: a record by uid, and headers by
+* p50/p95 over HTTP of indexed queries: a record by uid (``AnalysisClient.document``; bench/lookup.py
+  also times other clients and where the milliseconds go), and headers by
   ``provenance.analysis_name`` + time range — next to the same PyMongo query;
 * the service's peak memory.
 """
@@ -26,7 +27,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, latencies, median, percentile, save, summary_row, timed, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, latencies, median, percentile, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 
@@ -40,16 +41,16 @@ def populate(db, records: int, stream_records: int) -> tuple[str, list[str]]:
     t0 = 1_700_000_000.0
     headers = [{"uid": f"h{i:05d}", "time": t0 + i * 60, "provenance": {"analysis_name": NAMES[i % len(NAMES)]}}
                for i in range(ANALYSES)]
-    db.analysis_header.insert_many(headers)
-    db.data_reference_header.insert_many([{"uid": f"s{i:05d}", "time": t0 + i * 60, "analysis_header": f"h{i:05d}",
-                                           "data_keys": {"v": {"dtype": "number"}}} for i in range(ANALYSES)])
+    db.analysis_header.insert_many(as_stored(headers))
+    db.data_reference_header.insert_many(as_stored([{"uid": f"s{i:05d}", "time": t0 + i * 60, "analysis_header": f"h{i:05d}",
+                                           "data_keys": {"v": {"dtype": "number"}}} for i in range(ANALYSES)]))
     per_other = max(1, (records - stream_records) // (ANALYSES - 1))
     sample_uids, batch, written = [], [], 0
 
     def flush() -> None:
         nonlocal batch
         if batch:
-            db.data_reference.insert_many(batch, ordered=False)
+            db.data_reference.insert_many(as_stored(batch), ordered=False)
             batch = []
 
     for s in range(ANALYSES):
@@ -107,10 +108,9 @@ def main() -> None:
             session = requests.Session()
             uids = [random.choice(sample_uids) for _ in range(args.queries)]
             it = iter(uids)
-            http_uid = latencies(lambda: session.get(f"{service.url}/api/v1/data_reference/{next(it)}").raise_for_status(),
-                                 args.queries)
+            http_uid = latencies(lambda: client.document("data_reference", next(it)), args.queries)
             it = iter(uids)
-            direct_uid = latencies(lambda: coll.find_one({"uid": next(it)}, {"_id": 0}), args.queries)
+            direct_uid = latencies(lambda: coll.find_one({"_id": next(it)}, {"_id": 0}), args.queries)
             t0 = 1_700_000_000.0
 
             def header_params():
@@ -148,7 +148,7 @@ def main() -> None:
         t = median(rows[key])
         print(f"{label:<34}{t:>9.3f}{n / t:>10.0f}{direct / t:>8.2f}")
     print(f"\n{'indexed query latency (ms)':<34}{'p50':>9}{'p95':>9}")
-    for label, values in [("record by uid, HTTP", http_uid), ("record by uid, pymongo", direct_uid),
+    for label, values in [("record by uid, HTTP (client)", http_uid), ("record by uid, pymongo", direct_uid),
                           ("headers name+time range, HTTP", http_hdr), ("headers name+time range, pymongo", direct_hdr)]:
         print(f"{label:<34}{percentile(values, 50):>9.2f}{percentile(values, 95):>9.2f}")
     print(f"\nservice peak memory {memory['VmHWM'] / 2**20:.0f} MiB")

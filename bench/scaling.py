@@ -13,7 +13,7 @@ collection sizes:
 
 * bulk ingest of a batch (``insert_bulk_data_reference`` vs ``insert_many``);
 * sequential single inserts (``insert_data_reference`` vs ``insert_one``);
-* p50/p95 of a record by uid, over HTTP vs ``find_one``.
+* p50/p95 of a record by uid, over HTTP (``AnalysisClient.document``) vs ``find_one``.
 
 The growth between sizes is written directly to both databases (it is not
 what is measured), so reaching 10⁶ takes minutes, not hours.
@@ -29,10 +29,9 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.client import AnalysisClient  # noqa: E402
 from analysisstore.store import index_models  # noqa: E402
@@ -55,7 +54,7 @@ def grow(dbs: list[Any], stream: str, count: int, start: int) -> list[str]:
         batch = [record(stream, start + offset + i, now) for i in range(min(20_000, count - offset))]
         sample += [d["uid"] for d in random.sample(batch, min(20, len(batch)))]
         for db in dbs:
-            db.data_reference.insert_many([dict(d) for d in batch], ordered=False)
+            db.data_reference.insert_many(as_stored(batch), ordered=False)
     return sample
 
 
@@ -77,7 +76,6 @@ def main() -> None:
             for doc_type in ("analysis_header", "data_reference_header", "data_reference"):
                 direct_db[doc_type].create_indexes(index_models(doc_type))
             client = AnalysisClient({"url": service.url})
-            session = requests.Session()
             header = client.insert_analysis_header(provenance={"analysis_name": "scaling"})
             stream = client.insert_data_reference_header(header, data_keys=KEYS)
             stored, sample = 0, []
@@ -88,22 +86,20 @@ def main() -> None:
                 log.info("%d records stored; probing", stored)
                 now = time.time()
                 batch = [record(stream, i, now) for i in range(args.batch)]
-                direct_bulk, _ = timed(lambda: direct_db.data_reference.insert_many([dict(d) for d in batch],
-                                                                                 ordered=False))
+                direct_bulk, _ = timed(lambda: direct_db.data_reference.insert_many(as_stored(batch), ordered=False))
                 fresh = [dict(d, uid=str(uuid.uuid4())) for d in batch]
                 service_bulk, _ = timed(lambda: client.insert_bulk_data_reference(stream, fresh, chunk_size=5_000))
                 singles = [record(stream, i, now) for i in range(args.singles)]
-                direct_single, _ = timed(lambda: [direct_db.data_reference.insert_one(dict(d)) for d in singles])
+                direct_single, _ = timed(lambda: [direct_db.data_reference.insert_one(d) for d in as_stored(singles)])
                 service_single, _ = timed(lambda: [client.insert_data_reference(
                     stream, str(uuid.uuid4()), d["time"], d["data"], d["timestamps"], seq_num=d["seq_num"])
                     for d in singles])
                 stored += args.batch + args.singles
                 uids = [random.choice(sample) for _ in range(args.queries)]
                 it = iter(uids)
-                http = latencies(lambda: session.get(f"{service.url}/api/v1/data_reference/{next(it)}")
-                                 .raise_for_status(), len(uids))
+                http = latencies(lambda: client.document("data_reference", next(it)), len(uids))
                 it = iter(uids)
-                direct = latencies(lambda: direct_db.data_reference.find_one({"uid": next(it)}, {"_id": 0}), len(uids))
+                direct = latencies(lambda: direct_db.data_reference.find_one({"_id": next(it)}, {"_id": 0}), len(uids))
                 results.append({"size": size, "bulk": (args.batch / service_bulk, args.batch / direct_bulk),
                                 "single": (args.singles / service_single, args.singles / direct_single),
                                 "uid_p50": (percentile(http, 50), percentile(direct, 50)),

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, save, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, save, unique  # noqa: E402
 
 from pymongo import MongoClient  # noqa: E402
 
@@ -80,14 +80,14 @@ def main() -> None:
                 provenance={"analysis_name": "profile"}), pids, mongo)
             direct = mongo[name].direct
             direct.create_indexes(index_models("data_reference"))
-            via_pymongo = per_request(args.inserts, lambda i: direct.insert_one(
+            via_pymongo = per_request(args.inserts, lambda i: direct.insert_one(as_stored([
                 {"uid": str(uuid.uuid4()), "data_reference_header": stream, "time": time.time(), "seq_num": i,
-                 "data": {"a": i}, "timestamps": {"a": 0.0}}), {"database": db_pid}, mongo)
+                 "data": {"a": i}, "timestamps": {"a": 0.0}}])[0]), {"database": db_pid}, mongo)
             direct_headers = mongo[name].direct_headers
             direct_headers.create_indexes(index_models("analysis_header"))
-            headers_via_pymongo = per_request(args.inserts, lambda i: direct_headers.insert_one(
+            headers_via_pymongo = per_request(args.inserts, lambda i: direct_headers.insert_one(as_stored([
                 {"uid": str(uuid.uuid4()), "time": time.time(), "provenance": {"analysis_name": "profile"},
-                 "_status": "running"}), {"database": db_pid}, mongo)
+                 "_status": "running"}])[0]), {"database": db_pid}, mongo)
         finally:
             service.stop()
             mongo.drop_database(name)

@@ -26,7 +26,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _harness import ServiceProcess, database, latencies, percentile, save, summary_row, timed, unique  # noqa: E402
+from _harness import ServiceProcess, as_stored, database, latencies, percentile, record_layout, save, summary_row, timed, unique  # noqa: E402
 
 from analysisstore.service_fields import CLOSING, RUNNING, STATUS_FIELD  # noqa: E402
 from analysisstore.store import index_models  # noqa: E402
@@ -59,9 +59,10 @@ def populate(db, analyses: int, rng: random.Random, keep_status: bool) -> dict[s
             if status != "running":
                 tails.append({"uid": f"T{i:07d}", "time": headers[-1]["time"] + 1, "analysis_header": uid,
                               "exit_status": status})
-        db.analysis_header.insert_many(headers, ordered=False)
+        db.analysis_header.insert_many(as_stored(headers), ordered=False)
         if tails:
-            db.analysis_tail.insert_many(tails, ordered=False)
+            db.analysis_tail.insert_many(as_stored(tails), ordered=False)
+    record_layout(db)
     return counts
 
 

@@ -18,6 +18,7 @@ from requests.adapters import HTTPAdapter
 from urllib3.util import Retry
 
 from ..contract.codec import dumps, dumps_text, loads
+from ._pooled_get import PooledGet
 from .errors import ServiceUnreachable, error_for_status
 
 __all__ = ["Transport", "RetryPolicy", "dumps", "dumps_text", "loads"]
@@ -83,6 +84,13 @@ class RetryPolicy:
         )
 
 
+def _pair(timeout: Any) -> tuple[float, float]:
+    """A timeout as requests takes it (seconds, or a (connect, read) pair) → the pair."""
+    if isinstance(timeout, (tuple, list)):
+        return float(timeout[0]), float(timeout[1])
+    return float(timeout), float(timeout)
+
+
 class Transport:
     """Requests to one service base URL."""
 
@@ -99,6 +107,7 @@ class Transport:
         # out on purpose: the service authenticates with the bearer token.
         self._environment = requests.Session().merge_environment_settings(self.base_url, {}, None, None, None)
         self.session = self._session(max_retries=self.retry_policy.as_urllib3())
+        self._pooled = PooledGet(self.session, self.base_url)
         self._probe_session: requests.Session | None = None
 
     def _session(self, max_retries: Retry | int) -> requests.Session:
@@ -137,9 +146,14 @@ class Transport:
         if body is not None:
             data = dumps(body)
             headers["Content-Type"] = "application/json"
+        url = self.url(path)
         try:
-            response = self.session.request(method, self.url(path), data=data, params=params, headers=headers,
-                                            timeout=timeout or self.timeout, stream=stream)
+            if method == "GET" and data is None and params is None and not stream and self._pooled.applies(url):
+                response = self._pooled.get(url, headers, _pair(timeout or self.timeout))
+                response.content  # noqa: B018 - read now, inside this try, as requests reads an unstreamed body
+            else:
+                response = self.session.request(method, url, data=data, params=params, headers=headers,
+                                                timeout=timeout or self.timeout, stream=stream)
         except (requests.ConnectionError, requests.Timeout) as exc:
             raise ServiceUnreachable(f"no analysisstore service answered at {self.base_url}: {exc}") from exc
         if response.status_code >= 400:

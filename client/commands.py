@@ -23,7 +23,7 @@ from doct import Document
 from ._fallback import FallbackTransport
 from ._transport import RetryPolicy, Transport, dumps, loads
 from ..contract.vocabulary import EXPECT_REVISION_HEADER, RESTORE_TIME_HEADER
-from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, ServiceUnreachable, error_from_body
+from .errors import TRANSIENT_ERRORS, IncompleteStream, InvalidLookup, NotFound, ServiceUnreachable, error_from_body
 from .mirror import MirrorMixin
 from .limits import MAX_BULK_ITEMS
 from .lookups import RESERVED_PARAMS, is_lookup_query, plain_value, query_params
@@ -51,6 +51,8 @@ NDJSON = "application/x-ndjson"
 _END_PREFERENCE = "stream-end"
 #: Longer than the service's keep-alive interval on an idle event stream.
 _EVENTS_READ_TIMEOUT = 60.0
+#: Bytes read after a stream's end line to keep its connection (a well-formed stream has only a few).
+_AFTER_END_BYTES = 64 * 1024
 #: connection_status() answers quickly rather than waiting out retries.
 _PROBE_TIMEOUT = (2.0, 5.0)
 
@@ -329,6 +331,7 @@ class AnalysisClient(MirrorMixin):
                     doc = loads(line)
                     if "$end" in doc or "$error" in doc:  # documents never have '$' keys: this is the last line
                         last = doc
+                        _read_to_the_end(response)
                         break
                     received += 1
                     yield Document(name, doc)
@@ -345,7 +348,9 @@ class AnalysisClient(MirrorMixin):
 
         A list, as in 0.x; with ``stream=True`` an iterator instead.
         """
-        found = self.iter_find(doc_type, query, order_by=order_by, limit=limit)
+        uid = _only_uid(query or {}, order_by, limit)
+        found = self._by_uid(doc_type, uid) if uid is not None else self.iter_find(doc_type, query, order_by=order_by,
+                                                                                    limit=limit)
         return found if stream else list(found)
 
     def _find_by_keywords(self, doc_type: str, keywords: dict[str, Any], order_by: Any,
@@ -359,9 +364,21 @@ class AnalysisClient(MirrorMixin):
         if options:  # as a filter they would match nothing, silently
             raise InvalidLookup(f"{options} are options of iter_find(), not fields to filter on; "
                                 "use iter_find(doc_type, query, paged=True, page_size=...)")
+        uid = _only_uid(keywords, order_by, limit)
+        if uid is not None:
+            return self._by_uid(doc_type, uid)
         if is_lookup_query(keywords):
             return self._iter_lookup_pages(doc_type, query_params(keywords), order_by=order_by, limit=limit)
         return self.iter_find(doc_type, keywords, order_by=order_by, limit=limit)
+
+    def _by_uid(self, doc_type: str, uid: str) -> Iterator[Document]:
+        """``find_*(uid=...)``: the one document with that uid, or none, by one GET (no search, no stream)."""
+        name = _document_name(doc_type)
+        try:
+            doc = self._transport.json("GET", f"api/v1/{doc_type}/{quote(uid, safe='')}")
+        except NotFound:
+            return
+        yield Document(name, doc)
 
     def find_analysis_header(self, order_by: Any = None, limit: int | None = None, **kwargs: Any) -> list[Document]:
         """Analysis headers matching the keywords: ``uid=...``, ``project="x"``, ``time__gte=datetime(...)``.
@@ -654,6 +671,20 @@ def _page_params(*, order_by: Any = None, limit: int | None = None, fields: list
     return params
 
 
+def _read_to_the_end(response: requests.Response) -> None:
+    """Read what follows a stream's end line (the empty last chunk of the transfer) so that its kept-alive
+    connection goes back to the pool: left unread, the connection was closed, and every ``find_*`` and
+    ``iter_*`` call opened a new one. More than ``_AFTER_END_BYTES`` is not read: the connection is closed."""
+    left = _AFTER_END_BYTES
+    try:
+        for chunk in response.iter_content(chunk_size=8192):
+            left -= len(chunk)
+            if left <= 0:
+                return
+    except requests.RequestException:
+        return  # the answer is whole already; only this connection is lost
+
+
 def _check_end(line: dict[str, Any] | None, received: int) -> None:
     """The last line of a stream: ``$end`` with the count received, or raise what went wrong."""
     if line is None:
@@ -668,6 +699,19 @@ def _check_end(line: dict[str, Any] | None, received: int) -> None:
     if count != received:
         raise IncompleteStream(f"the result stream ended after {received} documents but the service "
                                f"sent {count}: the answer is incomplete", received)
+
+
+def _only_uid(query: Mapping[str, Any], order_by: Any, limit: int | None) -> str | None:
+    """The uid a query asks for when it asks for nothing else, so that one GET by uid answers it; else None.
+
+    Not for a uid ``GET /api/v1/{doc_type}/{uid}`` cannot name: a non-string, a path step of its own
+    ("", ".", "..": URL normalisation would change the path), or the name of the search route.
+    """
+    uid = query.get("uid")
+    if (query.keys() == {"uid"} and isinstance(uid, str) and uid not in ("", ".", "..", "search")
+            and order_by is None and (limit is None or limit > 0)):
+        return uid
+    return None
 
 
 def _document_name(doc_type: str) -> str:

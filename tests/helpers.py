@@ -59,6 +59,12 @@ def tail_doc(header_uid: str, **extra: Any) -> dict[str, Any]:
             "exit_status": "success", **extra}
 
 
+def as_stored(doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``doc`` as the service stores it (layout 2: ``_id`` = uid), for tests writing straight to the
+    database."""
+    return dict(doc, _id=doc["uid"])
+
+
 def post(service: Any, doc_type: str, body: Any) -> requests.Response:
     return requests.post(f"{service.url}/api/v1/{doc_type}", json=body, timeout=30)
 

@@ -7,7 +7,7 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 import requests
 
-from helpers import assert_error, header_doc, open_cursors, post, record_doc
+from helpers import as_stored, assert_error, header_doc, open_cursors, post, record_doc
 
 
 def _list(service, doc_type, **params):
@@ -150,9 +150,9 @@ def test_a_client_hanging_up_mid_stream_releases_the_database_cursor(service, mo
     header = header_doc()
     stream = {"uid": f"s-{header['uid']}", "time": 1.0, "analysis_header": header["uid"],
               "data_keys": {"wavelength": {"dtype": "number"}, "absorbance": {"dtype": "number"}}}
-    service.database.analysis_header.insert_one(dict(header))
-    service.database.data_reference_header.insert_one(dict(stream))
-    service.database.data_reference.insert_many([record_doc(stream["uid"], i) for i in range(20_000)])
+    service.database.analysis_header.insert_one(as_stored(header))
+    service.database.data_reference_header.insert_one(as_stored(stream))
+    service.database.data_reference.insert_many([as_stored(record_doc(stream["uid"], i)) for i in range(20_000)])
     response = requests.post(f"{service.url}/api/v1/data_reference/search",
                              json={"filter": {"data_reference_header": stream["uid"]}},
                              headers={"Accept": "application/x-ndjson"}, stream=True, timeout=60)

@@ -1,6 +1,7 @@
 """export → drop the database → import reproduces every document; importing twice changes nothing."""
 from __future__ import annotations
 
+import io
 import json
 import subprocess
 import sys
@@ -94,3 +95,44 @@ def test_cli_export_by_query_and_import(service, tmp_path):
     after = _snapshot(service.database)
     assert len(after["analysis_header"]) == 2
     assert set(after["analysis_header"]) <= set(before["analysis_header"])
+
+
+def _import_cli(url, *files):
+    return subprocess.run([sys.executable, "-m", "analysisstore.cli", "import", *map(str, files), "--url", url],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_a_second_import_says_already_stored(start_service, tmp_path):
+    """Importing the same bundles again stores nothing new and says so: counted as already stored, not imported."""
+    source = start_service()
+    client = AnalysisClient(source.client_config)
+    uids = _populate(client)
+    client.insert_file(uids[2], io.BytesIO(b"notes"), name="notes.txt")  # the running analysis has a file
+    client.update_analysis_header({"uid": uids[1]}, {"$set": {"tags": ["checked"]}})  # and a revision to replay
+    files = export_analyses(client, uids, tmp_path / "out")
+    target = start_service()
+    first = _import_cli(target.url, *files)
+    assert first.returncode == 0, first.stderr
+    assert "imported 3 analyses, 0 conflicts, 0 invalid, 0 already stored" in first.stdout
+    before = _snapshot(target.database)
+    second = _import_cli(target.url, *files)
+    assert second.returncode == 0, second.stderr
+    assert "imported 0 analyses, 0 conflicts, 0 invalid, 3 already stored" in second.stdout
+    assert _snapshot(target.database) == before
+    report = import_archives(AnalysisClient(target.client_config), files)
+    assert report.ok and report.imported == [] and sorted(report.already_stored) == sorted(uids)
+
+
+def test_an_import_that_completes_an_analysis_counts_as_imported(start_service, tmp_path):
+    """An analysis stored in part (its tail or a file missing) and completed by the import is imported, not 'already'."""
+    source = start_service()
+    client = AnalysisClient(source.client_config)
+    uids = _populate(client)
+    client.insert_file(uids[2], io.BytesIO(b"notes"), name="notes.txt")
+    files = export_analyses(client, uids, tmp_path / "out")
+    target = start_service()
+    assert import_archives(AnalysisClient(target.client_config), files).ok
+    target.database.analysis_tail.delete_many({"analysis_header": uids[0]})
+    target.database.analysis_file.delete_many({})  # the file of the running analysis: uploaded again
+    report = import_archives(AnalysisClient(target.client_config), files)
+    assert report.ok and sorted(report.imported) == sorted([uids[0], uids[2]]) and report.already_stored == [uids[1]]

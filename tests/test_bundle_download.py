@@ -10,7 +10,7 @@ import requests
 
 from analysisstore.client.bundle import read_bundle
 
-from helpers import assert_error, header_doc, new_uid, post, record_doc, stream_doc, tail_doc
+from helpers import as_stored, assert_error, header_doc, new_uid, post, record_doc, stream_doc, tail_doc
 
 
 def _download(service, uid: str, path) -> None:
@@ -50,9 +50,9 @@ def test_bundle_is_streamed_without_a_temporary_file(service, tmp_path, monkeypa
     assert post(service, "data_reference_header", stream).status_code == 201
     rng = random.Random(7)
     for start in range(0, 2_400, 400):  # ~25 MB of JSON that hardly compresses
-        service.database.data_reference.insert_many([
+        service.database.data_reference.insert_many([as_stored(
             {"uid": new_uid(), "time": 1.7e9 + i, "data_reference_header": stream["uid"], "seq_num": i,
-             "data": {"x": [rng.random() for _ in range(600)]}, "timestamps": {}}
+             "data": {"x": [rng.random() for _ in range(600)]}, "timestamps": {}})
             for i in range(start, start + 400)])
     with requests.get(f"{service.url}/api/v1/analysis/{header['uid']}/bundle", stream=True, timeout=60) as response:
         assert response.status_code == 200

@@ -141,6 +141,23 @@ def test_local_mistakes_are_one_line(tmp_path, args, expected):
     assert expected in err.strip().splitlines()[-1]
 
 
+@pytest.mark.parametrize("args", [
+    ["analyze", "uvvis_absorbance", "--concurrency", "0"],
+    ["analyze", "uvvis_absorbance", "--concurrency", "-3"],
+    ["sync", "{tmp}", "--concurrency", "0"],
+    ["reproduce", "some-uid", "--rtol", "-1"],
+    ["reproduce", "some-uid", "--atol", "nan"],
+])
+def test_counts_and_tolerances_out_of_range_are_usage_errors(tmp_path, closed_port, args):
+    """--concurrency 0 (once silently 1) and a negative or NaN tolerance are refused before any work: exit 2."""
+    (tmp_path / "RUNS_FINISHED").mkdir()
+    code, out, err = _finish(_command(*[a.format(tmp=tmp_path) for a in args], "--url",
+                                      f"http://127.0.0.1:{closed_port}"))
+    assert code == 2, err
+    assert "Traceback" not in err and out == ""
+    assert err.startswith("usage:") and f"argument {args[2]}" in err.strip().splitlines()[-1]
+
+
 def test_url_without_scheme_means_http(service):
     """`status --url 127.0.0.1:PORT` reaches the service (http:// is implied)."""
     code, out, err = _finish(_command("status", "--url", f"127.0.0.1:{service.port}"))

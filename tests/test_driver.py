@@ -223,3 +223,15 @@ def test_task_refuses_unknown_parameters_when_queued():
         AnalysisTask(Doubling, [str(uuid.uuid4())], {"factr": 3})
     assert AnalysisTask(Doubling, [uuid.UUID(int=1)], {"factor": 3}).uid == Doubling.uuid_for([uuid.UUID(int=1)],
                                                                                               {"factor": 3})
+
+
+@pytest.mark.parametrize("concurrency", [0, -1])
+def test_driver_and_syncer_refuse_a_concurrency_below_one(tmp_path, concurrency):
+    """concurrency=0 was silently taken as 1: the driver and the syncer now refuse it, naming the value."""
+    from analysisstore.drivers.sync import Syncer
+
+    with pytest.raises(ValueError, match=f"concurrency must be at least 1, not {concurrency}"):
+        AnalysisDriver(lambda: AnalysisClient({"url": "http://127.0.0.1:9"}), concurrency=concurrency)
+    with pytest.raises(ValueError, match=f"concurrency must be at least 1, not {concurrency}"):
+        Syncer(tmp_path / "spool", lambda: AnalysisClient({"url": "http://127.0.0.1:9"}), concurrency=concurrency,
+               create=True)

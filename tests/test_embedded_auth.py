@@ -72,7 +72,7 @@ def test_a_data_dir_from_before_authentication_keeps_working(tmp_path):
             c.asst.analysis_header.insert_one({"uid": "from-before"})
     finally:
         old.terminate()
-        old.wait(30)
+        old.wait(120)  # it flushes its storage first, slow on a loaded machine
     assert not (data_dir / CREDENTIAL_FILE).exists()
     with EmbeddedMongo(data_dir) as database:
         with MongoClient(database.uri) as service:

@@ -124,7 +124,9 @@ def test_file_size_limit(start_service: Any) -> None:
 
 @pytest.mark.parametrize("range_header, status, expected", [
     ("bytes=0-9", 206, slice(0, 10)), ("bytes=-5", 206, slice(-5, None)), ("bytes=995-", 206, slice(995, None)),
-    ("bytes=0-99999", 200, slice(0, None)), ("bytes=2000-", 416, None), ("items=1-2", 200, slice(0, None))])
+    ("bytes=0-99999", 200, slice(0, None)), ("bytes=2000-", 416, None), ("items=1-2", 200, slice(0, None)),
+    ("bytes=3-1", 200, slice(0, None)), ("bytes=1023-1000", 200, slice(0, None)), ("bytes=1024-", 416, None),
+    ("bytes=1024-2000", 416, None), ("bytes=-0", 416, None), ("bytes=1023-1023", 206, slice(1023, None))])
 def test_byte_ranges(service: Any, analysis: dict, range_header: str, status: int, expected: slice | None) -> None:
     """Single byte ranges come back as 206 with Content-Range; an unsatisfiable one is a 416."""
     body = bytes(range(256)) * 4  # 1 024 bytes
@@ -136,6 +138,27 @@ def test_byte_ranges(service: Any, analysis: dict, range_header: str, status: in
         return
     assert response.status_code == status
     assert response.content == body[expected]
+
+
+def test_a_range_is_ignored_when_if_range_names_another_version(service: Any, analysis: dict) -> None:
+    """If-Range with the file's ETag keeps the range; with any other validator the whole file comes back (200)."""
+    body = bytes(range(256)) * 4
+    doc = _upload(service, analysis["header"]["uid"], body).json()
+    url = f"{service.url}/api/v1/files/{doc['uid']}"
+    same = requests.get(url, headers={"Range": "bytes=0-9", "If-Range": f'"{doc["sha256"]}"'}, timeout=30)
+    assert same.status_code == 206 and same.content == body[:10]
+    for validator in ('"0000"', "Sun, 06 Dec 2026 08:00:00 GMT"):
+        other = requests.get(url, headers={"Range": "bytes=0-9", "If-Range": validator}, timeout=30)
+        assert other.status_code == 200 and other.content == body
+
+
+def test_a_suffix_range_of_an_empty_file_is_the_empty_file(service: Any, analysis: dict) -> None:
+    """An empty file: a suffix range (bytes=-5) is satisfiable (RFC 9110) and answers the whole, empty, content."""
+    doc = _upload(service, analysis["header"]["uid"], b"").json()
+    response = requests.get(f"{service.url}/api/v1/files/{doc['uid']}", headers={"Range": "bytes=-5"}, timeout=30)
+    assert response.status_code == 200 and response.content == b""
+    assert_error(requests.get(f"{service.url}/api/v1/files/{doc['uid']}", headers={"Range": "bytes=0-"},
+                              timeout=30), 416)
 
 
 def test_client_insert_file_and_get_file(service: Any, analysis: dict, tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from analysisstore.drivers.archive import export_analyses, import_archives
 from analysisstore.errors import BadRequest
 from analysisstore.queries import check_field, decode_cursor, encode_cursor, parse_order_by
 from analysisstore.store import Store
-from helpers import assert_error, header_doc, post, record_doc, stream_doc, tail_doc
+from helpers import as_stored, assert_error, header_doc, post, record_doc, stream_doc, tail_doc
 from serving import Serve
 
 SECRET = "a-test-secret-of-enough-length-0123456789"
@@ -366,7 +366,7 @@ def test_long_uids_survive_export_import_and_the_offline_spool(start_service, cl
 def test_a_uid_stored_before_the_contract_can_still_be_downloaded(service, tmp_path):
     """A header whose uid has CR/LF (stored by an older version) still downloads as a valid bundle."""
     uid = "old\r\nuid\x01"
-    service.database.analysis_header.insert_one(header_doc(uid=uid))
+    service.database.analysis_header.insert_one(as_stored(header_doc(uid=uid)))
     response = requests.get(f"{service.url}/api/v1/analysis/{quote(uid, safe='')}/bundle", timeout=30)
     assert response.status_code == 200, response.text
     assert "\r" not in response.headers["Content-Disposition"]

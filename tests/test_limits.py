@@ -12,7 +12,7 @@ import requests
 
 from analysisstore.errors import BadRequest
 from analysisstore.queries import MAX_FILTER_CLAUSES, MAX_FILTER_NODES, check_filter, parse_lookups
-from helpers import assert_error, header_doc, record_doc
+from helpers import as_stored, assert_error, header_doc, record_doc
 
 from helpers import open_cursors
 
@@ -44,7 +44,7 @@ def _json_error(raw: bytes) -> tuple[int, dict[str, str], dict]:
 def test_a_partial_body_is_closed_after_the_body_timeout(start_service):
     """A client that sends half its body and stalls (slowloris) is disconnected after body_timeout_seconds."""
     service = start_service(body_timeout_seconds=0.5)
-    sock = _raw_request(service.port, "POST /api/v1/analysis_header HTTP/1.1\r\nHost: t\r\n"
+    sock = _raw_request(service.port, "POST /api/v1/analysis_header HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                         "Content-Type: application/json\r\nContent-Length: 1000\r\n", b'{"uid": ')
     started = time.monotonic()
     with sock:
@@ -66,7 +66,7 @@ def test_an_oversized_chunked_body_gets_the_json_413(start_service):
 def test_a_search_body_is_held_to_max_query_bytes(service):
     """A search body over max_query_bytes (far below the bulk limit) is refused before it is read or parsed."""
     huge = 64 * 1024 * 1024
-    with _raw_request(service.port, "POST /api/v1/analysis_header/search HTTP/1.1\r\nHost: t\r\n"
+    with _raw_request(service.port, "POST /api/v1/analysis_header/search HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                       f"Content-Type: application/json\r\nContent-Length: {huge}\r\n") as sock:
         status, headers, body = _json_error(_read_until_closed(sock))
     assert status == 413 and body["error"]["type"] == "PayloadTooLarge"
@@ -79,7 +79,7 @@ def test_a_search_body_is_held_to_max_query_bytes(service):
 
 def test_a_huge_or_filter_is_refused_quickly(service):
     """A search with tens of thousands of $or clauses gets 400 at once instead of running past its time limit."""
-    service.database.analysis_header.insert_many([header_doc() for _ in range(200)])
+    service.database.analysis_header.insert_many([as_stored(header_doc()) for _ in range(200)])
     filt = {"$or": [{"provenance.analysis_name": f"n{i}", "time": {"$gte": i}} for i in range(10_000)]}
     started = time.monotonic()
     response = requests.post(f"{service.url}/api/v1/analysis_header/search",
@@ -123,11 +123,11 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
     stream = {"uid": f"s-{header['uid']}", "time": 1.0, "analysis_header": header["uid"],
               "data_keys": {"wavelength": {"dtype": "number"}, "absorbance": {"dtype": "number"},
                             "label": {"dtype": "string"}}}
-    service.database.analysis_header.insert_one(dict(header))
-    service.database.data_reference_header.insert_one(dict(stream))
+    service.database.analysis_header.insert_one(as_stored(header))
+    service.database.data_reference_header.insert_one(as_stored(stream))
     label = "x" * 3000  # ~9 MB in all: far more than the socket buffers hold
     service.database.data_reference.insert_many(
-        [record_doc(stream["uid"], i, data={"wavelength": 1.0 * i, "label": label}) for i in range(3_000)])
+        [as_stored(record_doc(stream["uid"], i, data={"wavelength": 1.0 * i, "label": label})) for i in range(3_000)])
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(30)
@@ -135,12 +135,12 @@ def test_a_stalled_ndjson_reader_releases_the_database_cursor(start_service, mon
     with sock:
         if face == "ndjson":
             body = json.dumps({"filter": {"data_reference_header": stream["uid"]}}).encode()
-            sock.sendall(f"POST /api/v1/data_reference/search HTTP/1.1\r\nHost: t\r\nAccept: application/x-ndjson"
+            sock.sendall(f"POST /api/v1/data_reference/search HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: application/x-ndjson"
                          f"\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n".encode() + body)
         else:
             query = quote(json.dumps({"signature": "find_data_reference",
                                       "payload": {"data_reference_header": stream["uid"]}}))
-            sock.sendall(f"GET /data_reference?{query} HTTP/1.1\r\nHost: t\r\n\r\n".encode())
+            sock.sendall(f"GET /data_reference?{query} HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n".encode())
         assert sock.recv(4096).startswith(b"HTTP/1.1 200")  # the stream started; now read nothing more
         assert open_cursors(mongo) > baseline
         deadline = time.monotonic() + 30
@@ -160,8 +160,8 @@ def test_serve_closes_idle_and_slow_connections(mongo_uri, mongo, monkeypatch):
     server = Serve("--mongo-uri", mongo_uri, "--database", name, "--log-level", "WARNING")
     try:
         server.wait_ready()
-        for head, body in (("GET /healthz HTTP/1.1\r\nHost: t", b""),  # headers never finished
-                           ("POST /api/v1/analysis_header HTTP/1.1\r\nHost: t\r\nContent-Length: 99\r\n", b"{")):
+        for head, body in (("GET /healthz HTTP/1.1\r\nHost: 127.0.0.1", b""),  # headers never finished
+                           ("POST /api/v1/analysis_header HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 99\r\n", b"{")):
             sock = socket.create_connection(("127.0.0.1", server.port), timeout=20)
             with sock:
                 sock.sendall(head.encode() + (b"\r\n" + body if body else b""))

@@ -11,7 +11,7 @@ import pytest
 from analysisstore.analyses import UvvisAbsorbance
 from analysisstore.client import AnalysisClient
 from analysisstore.demo import acquire_uvvis
-from analysisstore.drivers.driver import load_input, write_analysis
+from analysisstore.drivers.driver import AnalysisDriver, AnalysisTask, load_input, write_analysis
 from analysisstore.drivers.reproduce import DIFFERENT, IDENTICAL, WITHIN, compare, reproduce
 
 
@@ -98,3 +98,68 @@ def test_unknown_analysis_class_is_a_clear_error(service: Any) -> None:
 def test_tolerance_per_dtype(dtype: str, stored_value: Any, fresh: Any, verdict: str) -> None:
     """Numbers and numeric arrays compare within tolerance; everything else exactly."""
     assert compare(dtype, stored_value, fresh)[0] == verdict
+
+
+def _failed_analysis(client: AnalysisClient, acquisition: str) -> str:
+    """A uvvis_absorbance run with an even smoothing window: the driver records it with a 'fail' tail."""
+    driver = AnalysisDriver(lambda: client, progress_bar=False)
+    driver.submit(AnalysisTask(UvvisAbsorbance, [acquisition], {"smooth": 4}))
+    report = driver.run()
+    assert len(report.failed) == 1
+    return report.failed[0]
+
+
+def test_a_failed_analysis_that_fails_again_alike_is_reproduced(stored: dict) -> None:
+    """The stored analysis failed: the re-run fails with the same reason, which is said in plain words (exit 0)."""
+    uid = _failed_analysis(stored["client"], stored["acquisition"])
+    result, _ = reproduce(stored["client"], uid)
+    assert result.stored_status == "fail" and result.fresh_failure and "smoothing window" in result.fresh_failure
+    assert result.reproduced and not result.keys and not result.problems
+    run = _cli(stored["service"], uid)
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert "unexpected" not in run.stdout + run.stderr and "Traceback" not in run.stderr
+    assert "the stored analysis failed" in run.stdout and "smoothing window" in run.stdout
+    assert run.stdout.strip().endswith("reproduced (the same failure)")
+    recorded = _cli(stored["service"], uid, "--record")
+    assert recorded.returncode == 0, recorded.stdout + recorded.stderr
+    copies = stored["client"].find_analysis_header(**{"provenance.reproduces": uid})
+    assert len(copies) == 1 and stored["client"].get_analysis(copies[0]["uid"])["status"] == "fail"
+
+
+def test_a_failed_analysis_that_now_succeeds_is_not_reproduced(stored: dict) -> None:
+    """The stored analysis failed, but the installed code now succeeds on its inputs: NOT reproduced (exit 1)."""
+    uid = _failed_analysis(stored["client"], stored["acquisition"])
+
+    class ForgivingUvvis(UvvisAbsorbance):
+        """Takes an even window by rounding it up, where the recorded code refused it."""
+
+        def calc_output(self) -> dict[str, list[dict[str, Any]]]:
+            self.analysis_params = {**self.analysis_params, "smooth": self.analysis_params["smooth"] | 1}
+            return super().calc_output()
+
+    result, _ = reproduce(stored["client"], uid, classes={"uvvis_absorbance": ForgivingUvvis})
+    assert result.fresh_failure is None and not result.reproduced
+    assert any("the stored analysis failed" in p and "succeeds" in p for p in result.problems)
+
+
+def test_a_running_analysis_has_nothing_to_compare(stored: dict) -> None:
+    """An analysis without its tail (or aborted) has no final outputs: one line saying so, exit 1, no traceback."""
+    client = stored["client"]
+    header = client.insert_analysis_header(provenance={"analysis_name": "uvvis_absorbance",
+                                                       "inputs": [stored["acquisition"]]})
+    run = _cli(stored["service"], header)
+    assert run.returncode == 1, run.stdout + run.stderr
+    assert run.stderr.count("\n") == 1 and "no tail" in run.stderr and "nothing to compare" in run.stderr
+    client.insert_analysis_tail(header, exit_status="abort", reason="writer died")
+    run = _cli(stored["service"], header)
+    assert run.returncode == 1 and "aborted" in run.stderr and "writer died" in run.stderr
+    assert "Traceback" not in run.stderr and "unexpected" not in run.stderr
+
+
+@pytest.mark.parametrize("flag, value", [("--rtol", "-1"), ("--atol", "-0.5"), ("--rtol", "nan"),
+                                         ("--atol", "inf"), ("--rtol", "abc")])
+def test_a_bad_tolerance_is_a_usage_error(stored: dict, flag: str, value: str) -> None:
+    """A negative, infinite or NaN tolerance is refused before anything runs: usage error, exit 2."""
+    run = _cli(stored["service"], stored["uid"], flag, value)
+    assert run.returncode == 2, run.stdout + run.stderr
+    assert flag in run.stderr and "usage:" in run.stderr and run.stdout == ""

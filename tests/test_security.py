@@ -9,7 +9,7 @@ import requests
 from analysisstore.auth import digest
 from analysisstore.client import AnalysisClient, Forbidden, Unauthorized
 from analysisstore.config import TokenEntry
-from helpers import assert_error, header_doc, record_doc, stream_doc
+from helpers import as_stored, assert_error, header_doc, record_doc, stream_doc
 
 READ, WRITE = "read-token", "write-token"
 TOKENS = (TokenEntry("reader", digest(READ), frozenset({"read"})),
@@ -149,6 +149,18 @@ def test_a_web_page_of_another_site_cannot_write(start_service):
     assert service.count("analysis_header") == 2
 
 
+def test_a_web_page_of_another_site_cannot_attach_a_file(service, analysis):
+    """A file upload is a write like any other: a foreign Origin is refused (403) and no file is stored."""
+    uid = analysis["header"]["uid"]
+    response = requests.post(f"{service.url}/api/v1/analysis/{uid}/files", params={"name": "planted.txt"},
+                             data=b"from another site", headers={"Origin": "https://evil.example"}, timeout=30)
+    assert_error(response, 403, "Forbidden", "evil.example")
+    assert service.database.analysis_file.count_documents({}) == 0
+    own = requests.post(f"{service.url}/api/v1/analysis/{uid}/files", params={"name": "own.txt"}, data=b"ok",
+                        headers={"Origin": f"http://127.0.0.1:{service.port}"}, timeout=30)
+    assert own.status_code == 201, own.text
+
+
 def _metric(text, name, **labels):
     for line in text.splitlines():
         if line.startswith(name + "{") or line.startswith(name + " "):
@@ -179,9 +191,9 @@ def _many_records(service, n):
     """n records of one stream, written straight to the database (setup, not what is tested)."""
     header = header_doc()
     stream = stream_doc(header["uid"])
-    service.database.analysis_header.insert_one(dict(header))
-    service.database.data_reference_header.insert_one(dict(stream))
-    service.database.data_reference.insert_many([record_doc(stream["uid"], i) for i in range(n)])
+    service.database.analysis_header.insert_one(as_stored(header))
+    service.database.data_reference_header.insert_one(as_stored(stream))
+    service.database.data_reference.insert_many([as_stored(record_doc(stream["uid"], i)) for i in range(n)])
     return stream["uid"]
 
 

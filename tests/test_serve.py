@@ -57,7 +57,8 @@ def test_serve_with_mongo_uri_uses_that_database(serve_factory, mongo_uri, mongo
     server.wait_ready()
     uid = AnalysisClient({"host": "127.0.0.1", "port": server.port}).insert_analysis_header(provenance={})
     assert mongo[name].analysis_header.find_one({"uid": uid}) is not None
-    assert "uid_1" in mongo[name].analysis_header.index_information()
+    assert mongo[name].analysis_header.find_one({"_id": uid}) is not None  # layout 2: stored under its uid
+    assert "time_1_uid_1" in mongo[name].analysis_header.index_information()
     code, _ = server.terminate()
     assert code == 0
     mongo.drop_database(name)

@@ -158,9 +158,11 @@ def test_startup_sweep_gives_old_headers_their_status(start_service, mongo, mong
     name = f"asst_heal_{uuid.uuid4().hex[:8]}"
     now = time.time()
     headers = [header_doc(time=now - i) for i in range(30)]
-    mongo[name].analysis_header.insert_many([dict(h) for h in headers])
+    # Stored as the upgrade leaves such a database: under their uids (layout 2), without a kept status.
+    mongo[name].analysis_header.insert_many([dict(h, _id=h["uid"]) for h in headers])
     statuses = {h["uid"]: ("success", "fail", "abort", None)[i % 4] for i, h in enumerate(headers)}
-    mongo[name].analysis_tail.insert_many([tail_doc(uid, exit_status=s) for uid, s in statuses.items() if s])
+    tails = [tail_doc(uid, exit_status=s) for uid, s in statuses.items() if s]
+    mongo[name].analysis_tail.insert_many([dict(t, _id=t["uid"]) for t in tails])
     service = start_service(database=name)
     before = requests.get(f"{service.url}/api/v1/analysis_header", params={"status": "success"}).json()
     assert before["items"] == []  # nothing swept yet (the test service skips serve's start-up)

@@ -16,7 +16,7 @@ from analysisstore.client import AnalysisClient, IncompleteStream, ServiceUnavai
 from analysisstore.drivers.analysis import BaseAnalysis
 from analysisstore.drivers.driver import run_batch
 from faults import FaultyDatabase, FaultyService, fault_db, new_database  # noqa: F401 - fault_db: a fixture
-from helpers import ERROR_KEYS, header_doc, stream_doc
+from helpers import ERROR_KEYS, as_stored, header_doc, stream_doc
 
 RECORDS = 2_000  # two database batches: the failure comes after the first one was sent
 
@@ -32,14 +32,14 @@ def _store_analysis(database: Any) -> str:
     """Write a finished analysis with one stream of RECORDS records into ``database``; the stream's uid."""
     head = header_doc(technique_name="RAW")
     stream = stream_doc(head["uid"], name="raw", data_keys={"x": {"dtype": "number"}})
-    database.analysis_header.insert_one(dict(head))
-    database.data_reference_header.insert_one(dict(stream))
-    database.data_reference.insert_many([
+    database.analysis_header.insert_one(as_stored(head))
+    database.data_reference_header.insert_one(as_stored(stream))
+    database.data_reference.insert_many([as_stored(
         {"uid": f"{stream['uid']}-{i:05d}", "time": 1_700_000_002.0 + i, "seq_num": i,
-         "data_reference_header": stream["uid"], "data": {"x": float(i)}, "timestamps": {"x": 1.0}}
+         "data_reference_header": stream["uid"], "data": {"x": float(i)}, "timestamps": {"x": 1.0}})
         for i in range(RECORDS)])
-    database.analysis_tail.insert_one({"uid": f"t-{head['uid']}", "time": 1_800_000_000.0,
-                                       "analysis_header": head["uid"], "exit_status": "success"})
+    database.analysis_tail.insert_one(as_stored({"uid": f"t-{head['uid']}", "time": 1_800_000_000.0,
+                                                 "analysis_header": head["uid"], "exit_status": "success"}))
     return stream["uid"]
 
 

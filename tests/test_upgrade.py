@@ -131,7 +131,8 @@ def test_dry_run_reports_every_finding_and_changes_nothing(zero_db, mongo_uri):
     assert _finding(report, "second tail", "analysis_tail", "set aside")[0]["uids"] == ["t-failed-again"]
     assert _finding(report, "exit_status", "analysis_tail", "flag")[0]["uids"] == ["t-odd"]
     assert _finding(report, "data_reference_header", "data_reference", "flag")[0]["count"] == 2
-    assert "uid_1" in _finding(report, "index", "analysis_header", "create")[0]["detail"]
+    assert "time_1_uid_1" in _finding(report, "index", "analysis_header", "create")[0]["detail"]
+    assert _finding(report, "layout", "data_reference", "move")  # to _id = uid (layout 2)
     assert _finding(report, "layout", "meta", "record")
 
 
@@ -141,13 +142,14 @@ def test_apply_fixes_keeps_every_original_and_is_idempotent(zero_db, mongo_uri):
     planned = _upgrade(zero_db, mongo_uri)
     applied = _upgrade(zero_db, mongo_uri, "--apply")
     assert applied["applied"] and applied["changes"] == planned["changes"]
-    assert applied["still_needed"] == [] and applied["layout_after"] == 1
+    assert applied["still_needed"] == [] and applied["layout_after"] == 2
 
     for doc_type in ("analysis_header", "data_reference_header", "data_reference", "analysis_tail"):
-        uids = [d["uid"] for d in zero_db[doc_type].find()]
-        assert len(uids) == len(set(uids)), doc_type
-        assert zero_db[doc_type].index_information()["uid_1"]["unique"]
-    assert zero_db.meta.find_one({"_id": "layout"})["version"] == 1
+        stored = list(zero_db[doc_type].find())
+        assert all(d["_id"] == d["uid"] for d in stored), doc_type  # layout 2: the unique _id is the uid
+        assert len({d["uid"] for d in stored}) == len(stored), doc_type
+        assert "uid_1" not in zero_db[doc_type].index_information()
+    assert zero_db.meta.find_one({"_id": "layout"})["version"] == 2
     assert zero_db.analysis_tail.find_one({"uid": "t-failed"})["exit_status"] == "fail"
     assert zero_db.analysis_header.find_one({"uid": "h-conflict"})["provenance"]["params"] == {"smooth": 3}
 
@@ -229,7 +231,7 @@ def test_serve_initialises_an_empty_database(mongo, mongo_uri):
     try:
         with Serve("--mongo-uri", mongo_uri, "--database", name) as service:
             assert requests.get(f"{service.url}/readyz", timeout=30).status_code == 200
-        assert mongo[name].meta.find_one({"_id": "layout"})["version"] == 1
+        assert mongo[name].meta.find_one({"_id": "layout"})["version"] == 2
     finally:
         mongo.drop_database(name)
 
@@ -239,7 +241,7 @@ def test_serve_refuses_duplicates_that_appear_after_the_upgrade(mongo, mongo_uri
     """Duplicate uids the index build trips over give the same one-line refusal, not a traceback."""
     name = f"asst_dup_{uuid.uuid4().hex[:12]}"
     try:
-        mongo[name].meta.insert_one({"_id": "layout", "version": 1})
+        mongo[name].meta.insert_one({"_id": "layout", "version": 2})
         mongo[name].analysis_tail.insert_many([{"uid": "t", "exit_status": "success"} for _ in range(2)])
         result = _cli("serve", "--port", "0", "--mongo-uri", mongo_uri, "--database", name)
         lines = [line for line in result.stderr.splitlines() if line.strip()]
@@ -342,13 +344,17 @@ def test_obstructive_zero_x_indexes_are_dropped_and_recorded(mongo):
         db.data_reference.insert_one({"time": 1.0, "uid": "r0", "data_reference_header": "s",
                                       "data": {}, "timestamps": {}})
         plan = plan_upgrade(db)
-        assert [(c, n) for c, n, _ in plan.drop_indexes] == [("data_reference", "data_reference_header_-1")]
+        assert sorted((c, n) for c, n, _ in plan.drop_indexes) == [
+            ("analysis_header", "uid_-1"), ("data_reference", "data_reference_header_-1"), ("data_reference", "uid_-1")]
         apply_plan(db, plan)
-        db.data_reference.insert_one({"time": 2.0, "uid": "r1", "data_reference_header": "s",
+        # A second record of the stream, stored as the service stores it (under its uid): no longer refused.
+        db.data_reference.insert_one({"_id": "r1", "time": 2.0, "uid": "r1", "data_reference_header": "s",
                                       "data": {}, "timestamps": {}})
         kept = db.upgrade_aside.find_one({"_id": "index:data_reference:data_reference_header_-1"})
         assert kept["key"] == [["data_reference_header", -1]] and kept["definition"]["unique"]
-        assert "uid_-1" in db.analysis_header.index_information()  # unique on uid: harmless, left
+        # Unique on uid agreed with layout 1; layout 2's _id is the uid, so it goes too (definition kept).
+        assert "uid_-1" not in db.analysis_header.index_information()
+        assert db.upgrade_aside.find_one({"_id": "index:analysis_header:uid_-1"})["definition"]["unique"]
         assert plan_upgrade(db).change_count == 0
     finally:
         mongo.drop_database(db.name)
@@ -371,7 +377,7 @@ def test_embedded_data_dir_is_refused_then_upgraded(tmp_path):
     applied = _cli("upgrade", "--data-dir", str(data_dir), "--apply", "--json")
     assert applied.returncode == 0, applied.stderr
     report = json.loads(applied.stdout)  # --apply re-reads the database: still_needed is what is left to do
-    assert report["applied"] and report["layout_after"] == 1 and report["still_needed"] == []
+    assert report["applied"] and report["layout_after"] == 2 and report["still_needed"] == []
     assert _finding(report, "duplicate uid", "analysis_header", "set aside")[0]["uids"] == ["h-conflict"]
 
 
@@ -386,15 +392,16 @@ def test_operator_maps_an_unknown_exit_status_explicitly(zero_db, mongo_uri):
 
 
 @pytest.mark.parametrize("layout, tail, refused", [
-    (None, {"exit_status": "success"}, False),  # filled by an older analysisstore: recorded, served
+    (None, {"exit_status": "success"}, True),   # filled by an older analysisstore: under ObjectIds, upgrade
     (None, {"exit_status": "paused"}, True),    # what only 0.x stored
     (None, {"exit_status": "success", "analysis_header": {"uid": "h"}}, True),
     (0, {"exit_status": "success"}, True),
-    (1, {"exit_status": "paused"}, False),      # recorded: not probed again
-    (2, {"exit_status": "success"}, True),
+    (1, {"exit_status": "success"}, True),      # layout 1: documents under ObjectIds, upgrade
+    (2, {"exit_status": "paused"}, False),      # recorded: not probed again
+    (3, {"exit_status": "success"}, True),
 ])
 def test_layout_check_at_start_up(mongo, mongo_uri, layout, tail, refused):
-    """serve's start-up check: today's layout passes; an unrecorded database is probed once for 0.x signs."""
+    """serve's start-up check: today's layout passes; any other database with documents needs the upgrade."""
     import asyncio
 
     from analysisstore.store import Store
@@ -419,11 +426,12 @@ def test_layout_check_at_start_up(mongo, mongo_uri, layout, tail, refused):
     try:
         problem = asyncio.run(check())
         assert (problem is not None) == refused, problem
-        if layout == 2:
+        if layout == 3:
             assert "newer than this analysisstore" in problem
-        if layout is None and not refused:
-            assert mongo[name].meta.find_one({"_id": "layout"})["version"] == 1
-            assert mongo[name].analysis_tail.index_information()["uid_1"]["unique"]
+        if layout is None:
+            assert "0.x" in problem and mongo[name].meta.find_one({"_id": "layout"}) is None
+        if tail["exit_status"] == "paused" and layout is None:
+            assert "exit_status" in problem  # the probe names what only 0.x stored
     finally:
         mongo.drop_database(name)
 

@@ -30,7 +30,7 @@ from ..client.bundle import (
     read_bundle,
     zip_bundle,
 )
-from .push import Progress, push_bundle, send_tail
+from .push import NewlyStored, Progress, push_bundle, send_tail
 
 __all__ = ["export_analyses", "import_archives", "ImportReport"]
 
@@ -99,9 +99,11 @@ def export_analyses(client: AnalysisClient, uids: Iterable[str], out: Path, one_
 
 @dataclass
 class ImportReport:
-    """Per bundle: imported, or what was wrong."""
+    """Per bundle: imported (something new stored), already stored (nothing new), or what was wrong."""
 
     imported: list[str] = field(default_factory=list)
+    #: Analyses the service held whole already: importing them stored nothing.
+    already_stored: list[str] = field(default_factory=list)
     conflicts: list[dict[str, Any]] = field(default_factory=list)
     invalid: list[dict[str, Any]] = field(default_factory=list)
     #: Analyses stored in part and left without their tail (still running): fix the bundle and import again.
@@ -153,9 +155,10 @@ def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: 
 
     # The tail finalises the analysis, so it is held back (progress says "sent") and sent below only
     # once every other document of the bundle is stored.
+    stored = NewlyStored()
     try:
         push_bundle(client, bundle, Progress(tail=True), lambda p: None, chunk_size, on_conflict=conflict,
-                    restore_times=restore_times)
+                    restore_times=restore_times, stored=stored)
     except Conflict as exc:  # the header itself: a different analysis already has this uid
         conflict(exc)
         return
@@ -171,8 +174,8 @@ def _import_one(client: AnalysisClient, bundle: Bundle, path: Path, chunk_size: 
         return
     if bundle.tail is not None:
         try:
-            send_tail(client, bundle)
+            send_tail(client, bundle, stored)
         except Conflict as exc:  # a different tail was stored meanwhile
             conflict(exc)
             return
-    report.imported.append(analysis)
+    (report.imported if stored.new else report.already_stored).append(analysis)

@@ -130,7 +130,9 @@ class AnalysisDriver:
     def __init__(self, client_factory: Callable[[], AnalysisClient], *, concurrency: int = 1, retries: int = 0,
                  backoff: float = 0.5, skip_existing: bool = True, progress_bar: bool | None = None) -> None:
         self.client_factory = client_factory
-        self.concurrency = max(1, concurrency)
+        if concurrency < 1:  # 0 used to be taken as 1 without a word
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self.concurrency = concurrency
         self.retries = retries
         self.backoff = backoff
         self.skip_existing = skip_existing

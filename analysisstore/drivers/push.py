@@ -20,7 +20,8 @@ from ..client import AnalysisClient, Conflict, ServiceError
 from ..client.bundle import Bundle, write_atomic
 from ..client.limits import MAX_BULK_ITEMS
 
-__all__ = ["Progress", "load_progress", "save_progress", "push_bundle", "send_with_history", "changes_between"]
+__all__ = ["Progress", "NewlyStored", "load_progress", "save_progress", "push_bundle", "send_with_history",
+           "changes_between"]
 
 #: A replayed PATCH sets at most this many fields (the service's limit); a larger change sets whole top fields.
 _MAX_CHANGES = 100
@@ -46,6 +47,23 @@ class Progress:
         return self.tail
 
 
+@dataclass
+class NewlyStored:
+    """What a push changed on the service: documents, files and replayed revisions new to it, and those
+    it already held (an import run twice writes nothing new, and says so)."""
+
+    new: int = 0
+    already: int = 0
+
+    def add_bulk_answer(self, answer: Any, sent: int) -> None:
+        """Count the service's per-item answer to a bulk insert; one without counts is taken as all new."""
+        if isinstance(answer, dict) and isinstance(answer.get("inserted"), int):
+            self.new += answer["inserted"]
+            self.already += int(answer.get("already_stored") or 0)
+        else:
+            self.new += sent
+
+
 def load_progress(path: Path) -> Progress:
     if not path.exists():
         return Progress()
@@ -69,6 +87,7 @@ def push_bundle(
     on_records: Callable[[int], None] = lambda n: None,
     on_conflict: Callable[[Conflict], None] | None = None,
     restore_times: bool = False,
+    stored: NewlyStored | None = None,
 ) -> Progress:
     """Send what ``progress`` says is not yet sent; ``save`` is called after each step.
 
@@ -79,21 +98,25 @@ def push_bundle(
     ``restore_times`` keeps each file's original time (an import; needs the
     restore scope); revisions always keep theirs. An attached file whose
     content does not match the manifest raises BundleError before the tail.
+    ``stored`` counts what was new to the service and what it already held.
     """
     chunk_size = min(chunk_size, MAX_BULK_ITEMS)  # what the client sends in one request
 
     def send(doc_type: str, docs: list[dict[str, Any]]) -> bool:
         try:
-            client.insert_many(doc_type, docs)
-            return True
+            answer = client.insert_many(doc_type, docs)
         except Conflict as exc:
             if on_conflict is None or doc_type == "analysis_header":
                 raise
             on_conflict(exc)
             return False
+        if stored is not None:
+            stored.add_bulk_answer(answer, len(docs))
+        return True
 
     if not progress.header:
-        send_with_history(client, "analysis_header", bundle.header, list(bundle.revisions("analysis_header")))
+        send_with_history(client, "analysis_header", bundle.header, list(bundle.revisions("analysis_header")),
+                          stored)
         progress.header = True
         save(progress)
     streams = bundle.streams
@@ -116,23 +139,37 @@ def push_bundle(
                 chunk = []
         if chunk:
             _send_records(send, chunk, progress, uid, done, save, on_records)
+    held = _files_held(client, bundle) if stored is not None and bundle.files else (set(), set())
     for entry in bundle.files:
         if entry["uid"] not in progress.files:
             if _send_file(client, bundle, entry, restore_times, on_conflict):
                 progress.files.append(entry["uid"])
                 save(progress)
+                if stored is not None:
+                    known = entry["uid"] in held[0] or (entry["name"], entry["sha256"]) in held[1]
+                    stored.already += known
+                    stored.new += not known
     if bundle.tail is not None and not progress.tail:
-        send_tail(client, bundle)
+        send_tail(client, bundle, stored)
         progress.tail = True
         save(progress)
     return progress
 
 
-def send_tail(client: AnalysisClient, bundle: Bundle) -> None:
+def send_tail(client: AnalysisClient, bundle: Bundle, stored: NewlyStored | None = None) -> None:
     """Store the bundle's tail with its earlier versions (the step that finalises the analysis)."""
     tail = bundle.tail
     if tail is not None:
-        send_with_history(client, "analysis_tail", tail, list(bundle.revisions("analysis_tail")))
+        send_with_history(client, "analysis_tail", tail, list(bundle.revisions("analysis_tail")), stored)
+
+
+def _files_held(client: AnalysisClient, bundle: Bundle) -> tuple[set[str], set[tuple[str, str]]]:
+    """The uids, and (name, sha256) pairs, of the files the service holds for the bundle's analysis.
+
+    A file upload answers only a uid, so whether a file was new is told by what was there before.
+    """
+    files = client.files(bundle.header["uid"])
+    return {f["uid"] for f in files}, {(f["name"], f["sha256"]) for f in files}
 
 
 def _send_file(client: AnalysisClient, bundle: Bundle, entry: dict[str, Any], restore_times: bool,
@@ -160,15 +197,18 @@ def _send_file(client: AnalysisClient, bundle: Bundle, entry: dict[str, Any], re
 
 
 def send_with_history(client: AnalysisClient, doc_type: str, current: dict[str, Any],
-                      history: list[dict[str, Any]]) -> None:
+                      history: list[dict[str, Any]], tally: NewlyStored | None = None) -> None:
     """Store a header or tail so that the service holds ``current`` with exactly ``history`` before it.
 
     ``history`` is the revision records as ``GET …/revisions`` lists them, oldest first. Resumes
     from whatever revision the service already has; Conflict if the service's history differs.
+    ``tally`` counts the first version and each revision replayed now.
     """
     versions = [_version(r["document"]) for r in history] + [current]
     try:
-        client.insert_many(doc_type, [versions[0]])
+        answer = client.insert_many(doc_type, [versions[0]])
+        if tally is not None:
+            tally.add_bulk_answer(answer, 1)
     except Conflict:
         if not history:
             raise
@@ -186,6 +226,8 @@ def send_with_history(client: AnalysisClient, doc_type: str, current: dict[str, 
         record = history[number]
         client.restore_revision(doc_type, uid, changes_between(versions[number], versions[number + 1]),
                                 revision=number, replaced_at=record["replaced_at"], request_id=record["request_id"])
+        if tally is not None:
+            tally.new += 1
     if at < len(history):
         log.info("%s %s: replayed %d revisions", doc_type, uid, len(history) - at)
 

@@ -85,7 +85,9 @@ class Syncer:
                                 "check the path, or create an empty spool there explicitly")
             log.info("creating the spool %s", self.root)
         self.client_factory = client_factory
-        self.concurrency = max(1, concurrency)
+        if concurrency < 1:  # 0 used to be taken as 1 without a word
+            raise ValueError(f"concurrency must be at least 1, not {concurrency}")
+        self.concurrency = concurrency
         self.chunk_size = chunk_size
         self.max_attempts = max_attempts
         self.zip_synced = zip_synced

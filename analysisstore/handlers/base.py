@@ -15,6 +15,8 @@ from tornado.web import HTTPError, RequestHandler, stream_request_body
 
 from ..config import ServiceConfig
 from ..auth import scopes_for
+from ..hosts import host_allowed, host_name
+from ..request_body import check_content_encoding, utf8_body
 from ..contract.vocabulary import RESTORE_TIME_HEADER
 from ..errors import (
     AnalysisStoreError,
@@ -22,6 +24,7 @@ from ..errors import (
     DatabaseUnavailable,
     Forbidden,
     HeadersTooLarge,
+    MisdirectedRequest,
     NotFound,
     PayloadTooLarge,
     Unauthorized,
@@ -238,11 +241,14 @@ class BaseHandler(RequestHandler):
             raise HeadersTooLarge(f"the request's header fields are larger than {MAX_HEADER_BYTES} bytes in all")
 
     def check_request(self) -> None:
-        """Checks made before any of the body is read: token and declared size."""
+        """Checks made before any of the body is read: addressed host, token and declared size."""
+        self._refuse_foreign_hosts()
         if self.request.method != "OPTIONS":
             self._authorize()
             self._refuse_other_sites_writes()
         declared = self._declared_length()
+        if declared or "chunked" in self.request.headers.get("Transfer-Encoding", "").lower():
+            check_content_encoding(self.request.headers.get("Content-Encoding"))
         if declared is not None and declared > self.body_limit():
             raise self._too_large()
 
@@ -263,6 +269,18 @@ class BaseHandler(RequestHandler):
             return  # the service's own page
         raise Forbidden(f"a write from a page at {origin!r} is refused; list that origin in cors_origins "
                         "to allow it")
+
+    def _refuse_foreign_hosts(self) -> None:
+        """A request addressed to a name this service does not answer to is refused (DNS rebinding).
+
+        A page whose name was re-pointed at this address is same-origin to the
+        browser: the ``Origin`` check above does not see it, but its ``Host`` names it.
+        """
+        host = self.request.host or ""
+        if not host_allowed(host, self.config):
+            raise MisdirectedRequest(
+                f"this service does not answer to the host name {host_name(host)[:100]!r}; address it as "
+                "localhost or by IP address, or list the name in allowed_hosts")
 
     def _declared_length(self) -> int | None:
         declared = self.request.headers.get("Content-Length")
@@ -326,8 +344,8 @@ class BaseHandler(RequestHandler):
         return await asyncio.to_thread(self.json_body)
 
     def json_body(self) -> Any:
-        """The request body parsed as JSON, or a 400 naming the problem."""
-        body = self.body
+        """The request body parsed as JSON (a UTF-8 BOM dropped), or a 400/415 naming the problem."""
+        body = utf8_body(self.body)
         if not body.strip():
             raise BadRequest("request body is empty; expected JSON")
         try:
@@ -396,9 +414,8 @@ class BaseHandler(RequestHandler):
                 if getattr(type(self), method.lower()) is not getattr(RequestHandler, method.lower())]
 
     def on_finish(self) -> None:
-        route = type(self).__name__
-        self.metrics.requests.labels(route, self.request.method, str(self.get_status())).inc()
-        self.metrics.latency.labels(route, self.request.method).observe(self.request.request_time())
+        self.metrics.observe_request(type(self).__name__, self.request.method or "GET", self.get_status(),
+                                     self.request.request_time())
 
     def log_exception(self, typ: Any, value: Any, tb: Any) -> None:
         if isinstance(value, AnalysisStoreError) and value.status < 500:
@@ -433,6 +450,7 @@ class NotFoundHandler(BaseHandler):
     scopes: dict[str, str | None] = {}
 
     def check_request(self) -> None:
+        self._refuse_foreign_hosts()  # a rebinding page learns nothing, not even which routes exist
         raise NotFound(f"no route for {self.request.method} {self.request.path}")
 
 

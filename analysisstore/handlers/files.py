@@ -9,6 +9,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..errors import AnalysisStoreError, BadRequest, PayloadTooLarge
+from ..request_body import check_content_encoding
 from ..store import Upload
 from .analyses import attachment
 from .base import BaseHandler
@@ -50,7 +51,10 @@ class FileUploadHandler(BaseHandler):
             if pending is not None:
                 await pending
             return
+        self._refuse_foreign_hosts()
         self._authorize()
+        self._refuse_other_sites_writes()
+        check_content_encoding(self.request.headers.get("Content-Encoding"))  # stored as sent: never decoded
         name = self.get_query_argument("name", "")
         if not _NAME.fullmatch(name) or name in (".", ".."):
             raise BadRequest("name= is required: 1 to 255 characters, no control characters or slashes")
@@ -129,7 +133,7 @@ class FileHandler(BaseHandler):
 
     async def get(self, file_uid: str) -> None:
         doc = await self.store.files.get(file_uid)
-        start, end = self._range(doc["size"])
+        start, end = self._range(doc["size"], f'"{doc["sha256"]}"')
         content_type = doc.get("content_type") or ""
         self.set_header("Content-Type", content_type if _MEDIA_TYPE.fullmatch(content_type) else "application/octet-stream")
         self.set_header("Content-Security-Policy", _FILE_POLICY)
@@ -148,20 +152,30 @@ class FileHandler(BaseHandler):
                 self.write(chunk)
                 await self.flush()
 
-    def _range(self, size: int) -> tuple[int, int]:
-        """The one byte range asked for (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), or the whole file."""
+    def _range(self, size: int, etag: str) -> tuple[int, int]:
+        """The one byte range asked for (``bytes=a-b``, ``bytes=a-``, ``bytes=-n``), or the whole file.
+
+        As RFC 9110 says: a Range that is not one valid range-spec (``bytes=3-1``, several ranges, another
+        unit) is ignored, and so is any Range when ``If-Range`` names another version; only a valid
+        range that starts past the end (or ``bytes=-0``) is unsatisfiable (416).
+        """
         header = self.request.headers.get("Range")
         match = _RANGE.fullmatch(header.strip()) if header else None
         if header is None or match is None or match.groups() == ("", ""):
             return 0, size
+        if_range = self.request.headers.get("If-Range")
+        if if_range is not None and if_range.strip() != etag:  # a date, or another version's ETag
+            return 0, size
         first, last = (_byte_position(text) for text in match.groups())
-        if first is None:
-            start, end = max(0, size - (last or 0)), size
-        else:
-            start, end = first, min(size, last + 1 if last is not None else size)
-        if start >= end:
-            raise _RangeNotSatisfiable(f"range {header!r} is outside the file's {size} bytes", size)
-        return start, end
+        if first is None:  # the last n bytes; the whole file when it is shorter
+            if last == 0:
+                raise _RangeNotSatisfiable(f"range {header!r} asks for no bytes at all", size)
+            return max(0, size - (last or 0)), size
+        if last is not None and last < first:
+            return 0, size  # not a valid range-spec: ignored
+        if first >= size:
+            raise _RangeNotSatisfiable(f"range {header!r} starts beyond the file's {size} bytes", size)
+        return first, min(size, last + 1 if last is not None else size)
 
     def write_error(self, status_code: int, **kwargs: Any) -> None:
         exc = kwargs.get("exc_info", (None, None, None))[1]

@@ -16,6 +16,7 @@ from pymongo.errors import DuplicateKeyError
 from ..schemas import DOC_TYPES
 from ._cache import ImmutableCache
 from ._database_errors import _database_errors
+from ._ids import stored_form
 from ._indexes import index_models
 from ._results import ALREADY_STORED, INSERTED, ItemResult, WriteOutcome
 from ._status import EXIT_STATUSES, STATUSES, derive_status
@@ -33,7 +34,7 @@ from ._writes import Writes
 if TYPE_CHECKING:
     from ..config import ServiceConfig
 
-__all__ = ["Store", "AttachmentStore", "Upload", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "index_models", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
+__all__ = ["Store", "AttachmentStore", "Upload", "MAX_LINEAGE_DEPTH", "MAX_LINEAGE_NODES", "index_models", "stored_form", "ItemResult", "WriteOutcome", "INSERTED", "ALREADY_STORED", "STATUSES",
            "EXIT_STATUSES", "derive_status"]
 
 log = logging.getLogger(__name__)
@@ -92,7 +93,8 @@ class Store:
             await self.client.admin.command("ping")
 
     async def ensure_indexes(self) -> None:
-        """Create every index once, at startup (idempotent); UpgradeRequired if stored uids are not unique."""
+        """Create every index once, at startup (idempotent); UpgradeRequired if one cannot be built on what is
+        stored (a second tail of an analysis, as the 0.x service stored)."""
         with _database_errors():
             for doc_type in DOC_TYPES:
                 try:

@@ -102,7 +102,7 @@ class Fence:
                                                                     "until": time.time() + self.lease}}, upsert=True)
         try:
             for _ in range(3):  # a status to heal or a stopped tail write to take over, then read again
-                header = await self.headers.find_one({"uid": header_uid}, {"_id": 0, STATUS_FIELD: 1,
+                header = await self.headers.find_one({"_id": header_uid}, {"_id": 0, STATUS_FIELD: 1,
                                                                            CLOSING_FIELD: 1})
                 status = None if header is None else header.get(STATUS_FIELD)
                 if status == RUNNING:
@@ -130,7 +130,7 @@ class Fence:
             await self.finish(header_uid, exit_status)
             return exit_status
         reopened = await self.headers.update_one(
-            {"uid": header_uid, STATUS_FIELD: CLOSING, f"{CLOSING_FIELD}.id": closing.get("id"),
+            {"_id": header_uid, STATUS_FIELD: CLOSING, f"{CLOSING_FIELD}.id": closing.get("id"),
              f"{CLOSING_FIELD}.until": {"$lt": time.time()}},
             {"$set": {STATUS_FIELD: RUNNING}, "$unset": {CLOSING_FIELD: ""}})
         if reopened.modified_count:
@@ -195,11 +195,11 @@ class Fence:
         while True:
             now = time.time()
             closed = await self.headers.update_one(
-                {"uid": header_uid, "$or": [_open(now), {STATUS_FIELD: None}]},
+                {"_id": header_uid, "$or": [_open(now), {STATUS_FIELD: None}]},
                 {"$set": {STATUS_FIELD: CLOSING, CLOSING_FIELD: {"id": owner, "until": now + self.lease}}})
             if closed.matched_count:
                 break
-            header = await self.headers.find_one({"uid": header_uid}, {"_id": 0, STATUS_FIELD: 1})
+            header = await self.headers.find_one({"_id": header_uid}, {"_id": 0, STATUS_FIELD: 1})
             if header is None or header.get(STATUS_FIELD) in EXIT_STATUSES:
                 return False
             pause = await self._pause(deadline, pause, header_uid, "another tail write")
@@ -210,7 +210,7 @@ class Fence:
                 await self.reopen(header_uid, owner)
                 raise
         # Still ours, with a fresh lease for the insert that follows.
-        kept = await self.headers.update_one({"uid": header_uid, STATUS_FIELD: CLOSING, f"{CLOSING_FIELD}.id": owner},
+        kept = await self.headers.update_one({"_id": header_uid, STATUS_FIELD: CLOSING, f"{CLOSING_FIELD}.id": owner},
                                              {"$set": {f"{CLOSING_FIELD}.until": time.time() + self.lease}})
         if kept.matched_count != 1:
             raise WritesInFlight(f"analysis {header_uid!r} was reopened while its tail waited; send the tail again")
@@ -232,14 +232,14 @@ class Fence:
 
     async def reopen(self, header_uid: str, owner: str | None = None) -> None:
         """Accept writes again after a tail write that stored nothing."""
-        condition: dict[str, Any] = {"uid": header_uid, STATUS_FIELD: CLOSING}
+        condition: dict[str, Any] = {"_id": header_uid, STATUS_FIELD: CLOSING}
         if owner is not None:
             condition[f"{CLOSING_FIELD}.id"] = owner
         await self.headers.update_one(condition, {"$set": {STATUS_FIELD: RUNNING}, "$unset": {CLOSING_FIELD: ""}})
 
     async def finish(self, header_uid: str, exit_status: str) -> None:
         """The tail is stored: its exit status becomes the analysis's status (entries of crashed writes go)."""
-        await self.headers.update_one({"uid": header_uid}, {"$set": {STATUS_FIELD: exit_status},
+        await self.headers.update_one({"_id": header_uid}, {"$set": {STATUS_FIELD: exit_status},
                                                             "$unset": {CLOSING_FIELD: ""}})
         await self.entries.delete_many({"analysis": header_uid})
 
@@ -252,7 +252,7 @@ class Fence:
         exit_status = await self._stored_tail_status(header_uid)
         if exit_status is None:
             unset = [None, CLOSING] if reopen else [None]
-            await self.headers.update_one({"uid": header_uid, STATUS_FIELD: {"$in": unset}},
+            await self.headers.update_one({"_id": header_uid, STATUS_FIELD: {"$in": unset}},
                                           {"$set": {STATUS_FIELD: RUNNING}, "$unset": {CLOSING_FIELD: ""}})
             return None
         await self.finish(header_uid, exit_status)
@@ -276,7 +276,7 @@ class Fence:
             uids = [doc["uid"] for doc in batch]
             status = await self._tail_statuses(uids)
             result = await self.headers.bulk_write(
-                [UpdateOne({"uid": uid, STATUS_FIELD: None}, {"$set": {STATUS_FIELD: status.get(uid, RUNNING)}})
+                [UpdateOne({"_id": uid, STATUS_FIELD: None}, {"$set": {STATUS_FIELD: status.get(uid, RUNNING)}})
                  for uid in uids], ordered=False)
             healed += result.modified_count
             if result.matched_count == 0 and result.modified_count == 0:

@@ -124,7 +124,7 @@ class AttachmentStore:
             await self.db[CHUNKS].create_index([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)
 
     async def _check_open(self, analysis_header: str) -> None:
-        if await self.db.analysis_header.find_one({"uid": analysis_header}, {"_id": 1},
+        if await self.db.analysis_header.find_one({"_id": analysis_header}, {"_id": 1},
                                                   max_time_ms=self.max_time_ms) is None:
             raise NotFound(f"analysis_header {analysis_header!r} does not exist; write it before its files")
         if await self.db.analysis_tail.find_one({"analysis_header": analysis_header}, {"_id": 1},

@@ -2,10 +2,11 @@
 
 A database records which layout it is in as ``{"_id": "layout", "version": N}``
 in the ``meta`` collection. ``analysisstore upgrade --apply`` writes it once a
-database is in today's layout. ``serve`` writes it on a new database, and on a
-database without it that passes a one-time probe (an older analysisstore's,
-or a 0.x database with nothing to fix); it refuses one that shows what only
-the 0.x service stored: duplicate uids, values today's schemas refuse.
+database is in today's layout. ``serve`` writes it on a new, empty database;
+it refuses any other database not in today's layout (layout 1, or documents
+without a layout record: the 0.x service's or an older analysisstore's), as
+their documents are stored under ObjectIds where today's store finds a
+document by its uid as ``_id``.
 """
 from __future__ import annotations
 
@@ -20,7 +21,6 @@ from pymongo.errors import DuplicateKeyError
 from .._version import __version__
 from ..schemas import DOC_TYPES
 from ._database_errors import _database_errors
-from ._indexes import index_models
 from ._status import EXIT_STATUSES
 
 __all__ = ["LAYOUT_VERSION", "META_COLLECTION", "ASIDE_COLLECTION", "LayoutError", "UpgradeRequired",
@@ -28,8 +28,9 @@ __all__ = ["LAYOUT_VERSION", "META_COLLECTION", "ASIDE_COLLECTION", "LayoutError
 
 log = logging.getLogger(__name__)
 
-#: 0: the 0.x service (nothing recorded). 1: unique uids, today's schemas, today's indexes.
-LAYOUT_VERSION = 1
+#: 0: the 0.x service (nothing recorded). 1: unique uid indexes, today's schemas. 2: ``_id`` is the uid
+#: (no separate uid index), each collection only the indexes its queries need.
+LAYOUT_VERSION = 2
 META_COLLECTION = "meta"
 #: Where the upgrade keeps every document (or value) it takes out of the way.
 ASIDE_COLLECTION = "upgrade_aside"
@@ -64,12 +65,12 @@ def layout_record(now: float | None = None) -> dict[str, Any]:
 
 
 async def check_layout(db: AsyncDatabase) -> None:
-    """Return if ``db`` is in today's layout (recording it on a database without a record); raise otherwise.
+    """Return if ``db`` is in today's layout (recording it on a new, empty database); raise otherwise.
 
     One ``find_one`` for a database already marked. A database without the
-    mark is empty (new), or was filled by an older analysisstore or by the 0.x
-    service: it is probed once (see :func:`_probe_unmarked`), its indexes are
-    built (which finds duplicate uids), and only then is the mark written.
+    mark is new (then marked), or was filled by an older analysisstore or by
+    the 0.x service: UpgradeRequired, naming what the probe found when it
+    shows what only the 0.x service stored.
     """
     with _database_errors():
         layout = await db[META_COLLECTION].find_one({"_id": _LAYOUT_ID})
@@ -78,6 +79,9 @@ async def check_layout(db: AsyncDatabase) -> None:
             holding = [t for t in DOC_TYPES if t in names and await db[t].estimated_document_count()]
             if holding:
                 await _probe_unmarked(db, holding)
+                raise UpgradeRequired(f"has no layout version and holds documents ({', '.join(holding)}) stored "
+                                      f"by an older analysisstore or the 0.x service; this analysisstore needs "
+                                      f"layout {LAYOUT_VERSION}")
             try:
                 await db[META_COLLECTION].update_one({"_id": _LAYOUT_ID}, {"$setOnInsert": layout_record()},
                                                      upsert=True)
@@ -112,11 +116,10 @@ _ZERO_X_SIGNS: dict[str, tuple[str, list[dict[str, Any]]]] = {
 
 
 async def _probe_unmarked(db: AsyncDatabase, holding: list[str]) -> None:
-    """UpgradeRequired if a database without a layout record shows what only the 0.x service stored.
+    """UpgradeRequired naming what only the 0.x service stored, if a database without a layout record shows it.
 
-    Headers, streams and tails are probed with one query each; then today's
-    indexes are built, which fails on duplicate uids (re-sent documents, a
-    second tail). 0.x's own unique indexes would refuse valid writes.
+    Headers, streams and tails are probed with one query each, and the
+    indexes for 0.x's unique ones that would refuse valid writes. Reads only.
     """
     for doc_type in holding:
         for name, info in (await db[doc_type].index_information()).items():
@@ -128,9 +131,3 @@ async def _probe_unmarked(db: AsyncDatabase, holding: list[str]) -> None:
             odd = await db[doc_type].find_one({"$or": signs}, {"_id": 0, "uid": 1})
             if odd is not None:
                 raise UpgradeRequired(f"has no layout version and a 0.x {doc_type} ({odd.get('uid')!r}) with {what}")
-    for doc_type in DOC_TYPES:
-        try:
-            await db[doc_type].create_indexes(index_models(doc_type))
-        except DuplicateKeyError as exc:
-            raise UpgradeRequired(f"has no layout version and duplicates in {doc_type} "
-                                  f"({(exc.details or {}).get('keyValue')}), as 0.x stored re-sent documents") from None

@@ -48,7 +48,7 @@ async def _level(db: AsyncDatabase, frontier: list[dict[str, Any]], seen: dict[s
             return []
         if len(wanted) > room:
             raise _TooMany()
-        query: dict[str, Any] = {"uid": {"$in": wanted}}
+        query: dict[str, Any] = {"_id": {"$in": wanted}}
         limit = room + 1
     else:
         query = {"provenance.inputs": {"$in": [node["uid"] for node in frontier]}}
@@ -68,7 +68,7 @@ async def find_lineage(db: AsyncDatabase, uid: str, direction: str, depth: int, 
     if not 1 <= depth <= MAX_LINEAGE_DEPTH:
         raise BadRequest(f"depth must be between 1 and {MAX_LINEAGE_DEPTH}, got {depth}")
     with _database_errors():
-        root = await db.analysis_header.find_one({"uid": uid}, _NODE_FIELDS, max_time_ms=max_time_ms)
+        root = await db.analysis_header.find_one({"_id": uid}, _NODE_FIELDS, max_time_ms=max_time_ms)
         if root is None:
             raise NotFound(f"analysis_header {uid!r} does not exist")
         seen = {uid: {**root, "depth": 0}}
@@ -109,7 +109,7 @@ def _graph(uid: str, direction: str, depth: int, nodes: list[dict[str, Any]], ta
 async def lineage_documents(db: AsyncDatabase, uids: list[str], max_time_ms: int) -> dict[str, Any]:
     """Headers, streams (by analysis) and tails of these analyses, in three queries: the material of a PROV export."""
     with _database_errors():
-        headers = await db.analysis_header.find({"uid": {"$in": uids}}, hidden(),
+        headers = await db.analysis_header.find({"_id": {"$in": uids}}, hidden(),
                                                 max_time_ms=max_time_ms).to_list(None)
         streams = await db.data_reference_header.find({"analysis_header": {"$in": uids}}, {"_id": 0},
                                                       max_time_ms=max_time_ms).to_list(None)

@@ -13,6 +13,7 @@ from ..schemas import DOC_TYPES
 from ..service_fields import CLOSING, HIDDEN_FIELDS, RUNNING, STATUS_FIELD, hidden
 from . import _paging
 from ._database_errors import _database_errors
+from ._ids import by_uid, with_primary_key
 from ._status import EXIT_STATUSES, STATUSES, derive_status
 
 
@@ -37,7 +38,7 @@ class Reads:
     async def get(self, doc_type: str, uid: str) -> dict[str, Any]:
         """The document with ``uid``, or NotFound."""
         with _database_errors():
-            doc = await self.db[doc_type].find_one({"uid": uid}, hidden(), max_time_ms=self.max_time_ms)
+            doc = await self.db[doc_type].find_one(by_uid(uid), hidden(), max_time_ms=self.max_time_ms)
         if doc is None:
             raise NotFound(f"no {doc_type} with uid {uid!r}")
         return doc
@@ -62,7 +63,7 @@ class Reads:
         docs: list[dict[str, Any]] = []
         collection = f"{self.db.name}.{doc_type}"
         with _database_errors():
-            for i, query in enumerate(queries):
+            for i, query in enumerate(map(with_primary_key, queries)):
                 wanted = limit + 1 - len(docs)
                 if wanted <= 0:
                     break
@@ -113,7 +114,7 @@ class Reads:
     async def count(self, doc_type: str, filt: dict[str, Any]) -> int:
         """Exact number of matches."""
         with _database_errors():
-            return await self.db[doc_type].count_documents(filt, maxTimeMS=self.max_time_ms)
+            return await self.db[doc_type].count_documents(with_primary_key(filt), maxTimeMS=self.max_time_ms)
 
     async def latest_page(
         self,
@@ -126,7 +127,7 @@ class Reads:
     ) -> tuple[list[dict[str, Any]], bool]:
         """The newest document for each distinct value of ``field`` (missing and null form one group)."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": filt},
+            {"$match": with_primary_key(filt)},
             {"$sort": {"time": -1, "uid": -1}},
             {"$group": {"_id": f"${field}", "doc": {"$first": "$$ROOT"}}},
             {"$replaceRoot": {"newRoot": "$doc"}},
@@ -157,7 +158,8 @@ class Reads:
         with _database_errors():
             cursor = (
                 self.db[doc_type]
-                .find(filt, hidden(projection), max_time_ms=self.stream_max_time_ms, batch_size=batch_size)
+                .find(with_primary_key(filt), hidden(projection), max_time_ms=self.stream_max_time_ms,
+                      batch_size=batch_size)
                 .sort(sort)
                 .limit(limit)
             )

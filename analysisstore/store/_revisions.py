@@ -42,7 +42,7 @@ class Revisions:
         revision = stored.get(REVISION_FIELD, 0)
         with _database_errors():
             await self._keep_revision(doc_type, uid, revision, stored, request_id, replaced_at)
-            current = {"uid": uid, REVISION_FIELD: revision if revision else {"$exists": False}}
+            current = {"_id": uid, REVISION_FIELD: revision if revision else {"$exists": False}}
             update: dict[str, Any] = {"$set": {**to_set, REVISION_FIELD: revision + 1}}
             if to_unset:
                 update["$unset"] = dict.fromkeys(to_unset, "")
@@ -54,7 +54,7 @@ class Revisions:
                 # record (one version per revision number; it may have been taken over from that request,
                 # see _keep_revision), so it stays. Only a record no change used goes, and only while
                 # this request still owns it.
-                now = await self.db[doc_type].find_one({"uid": uid}, {REVISION_FIELD: 1},
+                now = await self.db[doc_type].find_one({"_id": uid}, {REVISION_FIELD: 1},
                                                        max_time_ms=self.max_time_ms)
                 if now is None or now.get(REVISION_FIELD, 0) <= revision:
                     await self.db.revisions.delete_one({"doc_type": doc_type, "uid": uid, "revision": revision,
@@ -96,7 +96,7 @@ class Revisions:
     async def of(self, doc_type: str, uid: str) -> list[dict[str, Any]]:
         """Every earlier version of a document, oldest first (NotFound if there is no such document)."""
         with _database_errors():
-            if await self.db[doc_type].find_one({"uid": uid}, {"_id": 1}, max_time_ms=self.max_time_ms) is None:
+            if await self.db[doc_type].find_one({"_id": uid}, {"_id": 1}, max_time_ms=self.max_time_ms) is None:
                 raise NotFound(f"no {doc_type} with uid {uid!r}")
             cursor = self.db.revisions.find({"doc_type": doc_type, "uid": uid},
                                             {"_id": 0, "doc_type": 0}, max_time_ms=self.max_time_ms)

@@ -1,4 +1,4 @@
-"""Bring a database written by the 0.x service to today's layout: plan first, then apply.
+"""Bring a database written by the 0.x service or an older analysisstore to today's layout: plan, then apply.
 
 :func:`plan_upgrade` only reads: it finds duplicate uids, values outside
 today's schemas, missing or obstructive indexes, and returns an
@@ -8,6 +8,13 @@ a document taken out of a collection, and the original of every document a
 mapping changes, is first copied into ``upgrade_aside``; only re-sent copies
 identical to the one kept are dropped. Applying twice changes nothing the
 second time, because the plan of an upgraded database is empty.
+
+Layout 2 stores each document under ``_id`` = its uid. Documents stored under
+an ObjectId (layouts 0 and 1) are moved in place: every copy is inserted
+first, then the originals are removed, so every document is always stored at
+least once. A run stopped half-way leaves some documents in both forms; the
+next run's plan recognises such a pair (same content, one already under its
+uid) and finishes the move, without reporting it as a duplicate.
 
 This is a one-off maintenance job run while the service is stopped, so it
 uses PyMongo's synchronous API.
@@ -23,12 +30,14 @@ from typing import Any, Iterable, Iterator
 from bson import ObjectId
 from pymongo import ASCENDING, DeleteOne, IndexModel, UpdateOne
 from pymongo.database import Database
+from pymongo.errors import BulkWriteError
 
 from .._version import __version__
 from ..validation import prepare
 from ..errors import AnalysisStoreError
 from ..schemas import DOC_TYPES, PARENT_FIELD
-from ._indexes import index_models
+from ._database_errors import _DUPLICATE_KEY
+from ._indexes import RETIRED_INDEXES, index_models
 from ._layout import (
     ASIDE_COLLECTION,
     LAYOUT_VERSION,
@@ -95,6 +104,8 @@ class UpgradePlan:
     updates: list[tuple[str, dict[str, Any], dict[str, Any], list[str]]] = field(default_factory=list)
     create_indexes: dict[str, list[IndexModel]] = field(default_factory=dict)
     drop_indexes: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    #: collections holding documents stored under an ObjectId, to be moved to ``_id`` = uid
+    convert: set[str] = field(default_factory=set)
     stamp: bool = False
 
     def note(self, check: str, doc_type: str, action: str, detail: str, uid: Any = None,
@@ -129,6 +140,16 @@ def _inserted_at(doc: dict[str, Any]) -> float | None:
 
 def _content(doc: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in doc.items() if k != "_id"}
+
+
+def _moved(doc: dict[str, Any]) -> bool:
+    """Is ``doc`` stored in layout 2's form, under its uid?"""
+    return doc.get("_id") == doc.get("uid")
+
+
+def _stored_order(doc: dict[str, Any]) -> tuple[int, str]:
+    """Oldest first: ObjectIds in the order they were made (their hex sorts alike), then moved documents."""
+    return (1 if _moved(doc) else 0, str(doc["_id"]))
 
 
 class _Planner:
@@ -188,10 +209,13 @@ class _Planner:
             else:
                 yield doc
         for uid, copies in held.items():
-            copies.sort(key=lambda d: d["_id"])
+            moved = [d for d in copies if _moved(d)]
+            copies = moved + sorted((d for d in copies if not _moved(d)), key=_stored_order)
             kept = copies[0]
             for doc in copies[1:]:
-                if _content(doc) == _content(kept):
+                if moved and _content(doc) == _content(kept):
+                    self._note_move(doc_type, doc)  # a stopped move: the move removes the original
+                elif _content(doc) == _content(kept):
                     self.plan.collapse[doc_type].append(doc["_id"])
                     self.plan.note("duplicate uid", doc_type, "collapse", "re-sent identical copies: one is kept", uid)
                 else:
@@ -207,12 +231,16 @@ class _Planner:
         self.plan.aside.append((doc_type, doc, entry))
         self.plan.note(check, doc_type, "set aside", reason, doc.get("uid", repr(doc["_id"])), list_all)
 
+    def _note_move(self, doc_type: str, doc: dict[str, Any]) -> None:
+        self.plan.convert.add(doc_type)
+        self.plan.note("layout", doc_type, "move", "stored under an ObjectId: moved to _id = uid (layout 2)")
+
     # ---- values ---------------------------------------------------------------
 
     def _tails(self, names: set[str]) -> None:
         """One tail per analysis: the first stored stays, later ones are set aside."""
         first_tail: dict[str, Any] = {}
-        tails = sorted(self._scan("analysis_tail", names), key=lambda d: d["_id"])
+        tails = sorted(self._scan("analysis_tail", names), key=_stored_order)
         staying = []
         for tail in tails:
             if not isinstance(tail.get("uid"), str) or not tail["uid"]:
@@ -243,6 +271,8 @@ class _Planner:
                 continue
             if doc_type in self.uids:  # only parents: a record's uid is never looked up
                 self.uids[doc_type].add(uid)
+            if not _moved(doc):
+                self._note_move(doc_type, doc)
             changes, rules, flagged = self._map_values(doc_type, doc)
             if doc_type == "data_reference_header":
                 self.streams[uid] = (doc, changes, rules, flagged)
@@ -337,6 +367,16 @@ class _Planner:
                     self.plan.drop_indexes.append((collection, name, info))
                     self.plan.note("index", collection, "drop",
                                    f"0.x unique index {name} would refuse valid writes (definition kept aside)")
+                elif _key(info) in RETIRED_INDEXES.get(collection, ()):
+                    self.plan.drop_indexes.append((collection, name, info))
+                    self.plan.note("index", collection, "drop",
+                                   f"{name}: not needed in layout 2, where _id is the uid (definition kept aside)")
+
+
+def _key(info: dict[str, Any]) -> tuple[tuple[str, Any], ...]:
+    """An index's key as ``index_information`` gives it, directions as ints."""
+    return tuple((field, int(direction) if isinstance(direction, (int, float)) else direction)
+                 for field, direction in info["key"])
 
 
 def _schema_problem(doc_type: str, doc: dict[str, Any]) -> str | None:
@@ -367,12 +407,61 @@ def _by_collection(updates: list[tuple[str, dict[str, Any], dict[str, Any], list
     return grouped
 
 
+def _move_to_uid_ids(db: Database, collection: str, batch: int = 1_000) -> int:
+    """Store every document of ``collection`` kept under an ObjectId under ``_id`` = its uid; how many moved.
+
+    First every copy is inserted (in batches, from one pass over the
+    originals), then the originals are removed with one delete: a document is
+    always stored at least once, and the originals go only once every copy is
+    in. A copy already there was made by a stopped run from the same original
+    (the plan set aside any original that differs from it), so its
+    duplicate-key error is expected. (One delete by type is some ten times
+    faster on the embedded database than deleting each batch by ``_id``.)
+    The collection's secondary indexes are dropped first and built again
+    after the move: a copy would trip the one-tail index while its original
+    is still there, and one build at the end is cheaper than updating them
+    for every document twice.
+    """
+    coll = db[collection]
+    wanted = {tuple(m.document["key"].items()) for m in index_models(collection)}
+    for name, info in coll.index_information().items():
+        if name != "_id_" and _key(info) in wanted:
+            coll.drop_index(name)
+    originals = {"_id": {"$type": "objectId"}, "uid": {"$type": "string"}}
+    pending: list[dict[str, Any]] = []
+    copied = 0
+    for doc in coll.find(originals, batch_size=batch):
+        pending.append({**doc, "_id": doc["uid"]})
+        if len(pending) >= batch:
+            copied += _insert_copies(coll, pending)
+            pending = []
+    copied += _insert_copies(coll, pending)
+    removed = coll.delete_many(originals).deleted_count
+    log.info("%s: %d documents moved to _id = uid (%d copies made by this run)", collection, removed, copied)
+    return removed
+
+
+def _insert_copies(coll: Any, copies: list[dict[str, Any]]) -> int:
+    """Insert ``copies``, those already stored (by a stopped run) aside; how many were new."""
+    if not copies:
+        return 0
+    try:
+        return len(coll.insert_many(copies, ordered=False).inserted_ids)
+    except BulkWriteError as exc:
+        errors = exc.details.get("writeErrors", [])
+        if any(e.get("code") != _DUPLICATE_KEY for e in errors):
+            raise
+        return len(copies) - len(errors)
+
+
 def apply_plan(db: Database, plan: UpgradePlan, now: float | None = None) -> None:
     """Make the plan's writes, keeping every original in ``upgrade_aside`` before changing or removing it.
 
     The order makes an interrupted run safe to repeat: every aside entry is
     written (insert-once, keyed by the document's ObjectId) before any
-    document is changed or removed, and the layout is recorded last.
+    document is changed or removed; documents move to ``_id`` = uid after
+    their values are mapped (see :func:`_move_to_uid_ids`); the indexes are
+    built, and the layout recorded, last.
     """
     now = time.time() if now is None else now
     stamp = {"at": now, "by": f"analysisstore {__version__}"}
@@ -401,8 +490,12 @@ def apply_plan(db: Database, plan: UpgradePlan, now: float | None = None) -> Non
         _write(db, collection, ops)
     for collection, changes in _by_collection(plan.updates).items():
         _write(db, collection, changes)
+    for collection in sorted(plan.convert):
+        _move_to_uid_ids(db, collection)
     for collection, models in plan.create_indexes.items():
         db[collection].create_indexes(models)
+    for collection in plan.convert:  # the indexes the move took down (creating an existing one is a no-op)
+        db[collection].create_indexes(index_models(collection))
     if plan.stamp:
         db[META_COLLECTION].update_one({"_id": "layout"}, {"$set": layout_record(now)}, upsert=True)
     log.info("upgrade of %r applied: %d changes", db.name, plan.change_count)

@@ -15,6 +15,7 @@ from ._database_errors import _DUPLICATE_KEY, _database_errors
 from ._resend import _PARENT_PROJECTION, _same_content
 from ._results import ALREADY_STORED, INSERTED, ItemResult, WriteOutcome
 from ._fence import Fence
+from ._ids import by_uid, by_uids, stored_form
 
 
 class Writes:
@@ -90,7 +91,7 @@ class Writes:
         missing = wanted - set(parents)
         if missing:
             async for p in self.db[parent_field].find(
-                {"uid": {"$in": list(missing)}}, _PARENT_PROJECTION[parent_field], max_time_ms=self.max_time_ms
+                by_uids(missing), _PARENT_PROJECTION[parent_field], max_time_ms=self.max_time_ms
             ):
                 parents[p["uid"]] = p
                 self.known.put((parent_field, p["uid"]), p)  # streams and headers never change these fields
@@ -156,7 +157,7 @@ class Writes:
     ) -> None:
         """After the tail only an identical re-send of a stored document succeeds."""
         doc, time_filled = item
-        stored = await self.db[doc_type].find_one({"uid": doc["uid"]}, {"_id": 0})
+        stored = await self.db[doc_type].find_one(by_uid(doc["uid"]), {"_id": 0})
         if stored is not None and _same_content(stored, doc, time_filled):
             result.result = ALREADY_STORED
         else:
@@ -177,6 +178,8 @@ class Writes:
         if not pending:
             return
         batch = [docs[i][0] for i in pending]
+        for doc in batch:
+            stored_form(doc)  # _id = uid: the primary index refuses a second document with this uid
         if doc_type == "analysis_header":  # open: streams and records may enter (taken out again below)
             for doc in batch:
                 doc[STATUS_FIELD] = RUNNING
@@ -232,8 +235,8 @@ class Writes:
         self, doc_type: str, item: tuple[dict[str, Any], bool], result: ItemResult
     ) -> None:
         doc, time_filled = item
-        stored = await self.db[doc_type].find_one({"uid": doc["uid"]}, {"_id": 0})
-        if stored is None:  # the unique index on the tail's analysis_header fired
+        stored = await self.db[doc_type].find_one(by_uid(doc["uid"]), {"_id": 0})
+        if stored is None:  # not the uid (_id): the unique index on the tail's analysis_header fired
             tail = await self.db.analysis_tail.find_one(
                 {"analysis_header": doc["analysis_header"]}, {"_id": 0, "uid": 1}
             )
