@@ -13,7 +13,8 @@ from ..schemas import DOC_TYPES
 from ..service_fields import CLOSING, HIDDEN_FIELDS, RUNNING, STATUS_FIELD, hidden
 from . import _paging
 from ._database_errors import _database_errors
-from ._ids import by_uid, with_primary_key
+from ._filters import database_filter
+from ._ids import by_uid
 from ._status import EXIT_STATUSES, STATUSES, derive_status
 
 
@@ -63,7 +64,7 @@ class Reads:
         docs: list[dict[str, Any]] = []
         collection = f"{self.db.name}.{doc_type}"
         with _database_errors():
-            for i, query in enumerate(map(with_primary_key, queries)):
+            for i, query in enumerate(map(database_filter, queries)):
                 wanted = limit + 1 - len(docs)
                 if wanted <= 0:
                     break
@@ -114,7 +115,7 @@ class Reads:
     async def count(self, doc_type: str, filt: dict[str, Any]) -> int:
         """Exact number of matches."""
         with _database_errors():
-            return await self.db[doc_type].count_documents(with_primary_key(filt), maxTimeMS=self.max_time_ms)
+            return await self.db[doc_type].count_documents(database_filter(filt), maxTimeMS=self.max_time_ms)
 
     async def latest_page(
         self,
@@ -127,7 +128,7 @@ class Reads:
     ) -> tuple[list[dict[str, Any]], bool]:
         """The newest document for each distinct value of ``field`` (missing and null form one group)."""
         pipeline: list[dict[str, Any]] = [
-            {"$match": with_primary_key(filt)},
+            {"$match": database_filter(filt)},
             {"$sort": {"time": -1, "uid": -1}},
             {"$group": {"_id": f"${field}", "doc": {"$first": "$$ROOT"}}},
             {"$replaceRoot": {"newRoot": "$doc"}},
@@ -158,7 +159,7 @@ class Reads:
         with _database_errors():
             cursor = (
                 self.db[doc_type]
-                .find(with_primary_key(filt), hidden(projection), max_time_ms=self.stream_max_time_ms,
+                .find(database_filter(filt), hidden(projection), max_time_ms=self.stream_max_time_ms,
                       batch_size=batch_size)
                 .sort(sort)
                 .limit(limit)
