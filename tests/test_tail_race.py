@@ -68,7 +68,7 @@ def _trial(url: str, db: Any) -> tuple[int, int, int, list[int]]:
                     error = response.json()["error"]
                     # Refused whole, with the documented error: nothing of a refused chunk is stored.
                     assert (response.status_code, error["type"]) == (409, "Finalized"), error
-                    assert db.data_reference.count_documents({"uid": {"$in": [r["uid"] for r in chunk]}}) == 0
+                    assert db.data_reference.count_documents({"_id": {"$in": [r["uid"] for r in chunk]}}) == 0  # _id = uid
                     return
 
     with ThreadPoolExecutor(WRITERS) as pool:
