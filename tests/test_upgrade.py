@@ -6,7 +6,7 @@ import json
 import subprocess
 import sys
 import uuid
-from contextlib import redirect_stdout
+from contextlib import redirect_stderr, redirect_stdout
 from datetime import datetime
 from typing import Any, Iterator
 
@@ -474,3 +474,22 @@ def test_apply_interrupted_by_a_database_error_completes_when_run_again(tmp_path
     finally:
         server.terminate()
         server.wait(60)
+
+
+def test_a_document_under_an_id_other_than_its_uid_stops_the_upgrade_before_anything_is_removed(mongo, mongo_uri):
+    """0.x stored what clients sent: a header under ``_id`` "C" whose uid is "D" took the place that the
+    header with uid "C" moves to, and the move took that one's duplicate key for its own copy and removed it."""
+    db = mongo[f"asst_ids_{uuid.uuid4().hex[:12]}"]
+    try:
+        db.analysis_header.insert_one({"_id": "C", "uid": "D", "time": 1000.0, "provenance": {"analysis_name": "d"}})
+        db.analysis_header.insert_one({"uid": "C", "time": 1000.0, "provenance": {"analysis_name": "c"}})
+        before = sorted(db.analysis_header.find({}, {"_id": 0}), key=lambda d: d["uid"])
+        out, err = io.StringIO(), io.StringIO()
+        with redirect_stdout(out), redirect_stderr(err):
+            code = main(["upgrade", "--mongo-uri", mongo_uri, "--database", db.name, "--apply"])
+        assert code == 2, out.getvalue() + err.getvalue()
+        assert "'C'" in err.getvalue() and "uid 'D'" in err.getvalue(), err.getvalue()
+        assert sorted(db.analysis_header.find({}, {"_id": 0}), key=lambda d: d["uid"]) == before
+        assert db.meta.find_one({"_id": "layout"}) is None  # not recorded as upgraded
+    finally:
+        mongo.drop_database(db.name)

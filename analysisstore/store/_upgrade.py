@@ -441,8 +441,23 @@ def _move_to_uid_ids(db: Database, collection: str, batch: int = 1_000) -> int:
     return removed
 
 
+def _refuse_foreign_ids(coll: Any, collection: str) -> None:
+    """LayoutError, before anything is moved, for a document stored under an ``_id`` that is neither an
+    ObjectId nor its uid: the 0.x service stored what clients sent, and such a document may hold the
+    place another document's copy moves to. An operator decides which one is which."""
+    for doc in coll.find({"_id": {"$not": {"$type": "objectId"}}}, {"uid": 1}):
+        if doc["_id"] != doc.get("uid"):
+            raise LayoutError(f"{collection} has a document stored under _id {doc['_id']!r} with uid "
+                              f"{doc.get('uid')!r}; the upgrade moves documents to _id = uid and stops here, "
+                              "before changing anything: give it _id = its uid (or an "
+                              "ObjectId) by hand, then run the upgrade again")
+
+
 def _insert_copies(coll: Any, copies: list[dict[str, Any]]) -> int:
-    """Insert ``copies``, those already stored (by a stopped run) aside; how many were new."""
+    """Insert ``copies``, those already stored identically (by a stopped run) aside; how many were new.
+
+    A different document already under a copy's ``_id`` is a LayoutError: its original must not be removed.
+    """
     if not copies:
         return 0
     try:
@@ -451,6 +466,11 @@ def _insert_copies(coll: Any, copies: list[dict[str, Any]]) -> int:
         errors = exc.details.get("writeErrors", [])
         if any(e.get("code") != _DUPLICATE_KEY for e in errors):
             raise
+        clashing = {copies[e["index"]]["_id"]: copies[e["index"]] for e in errors}
+        for stored in coll.find({"_id": {"$in": list(clashing)}}):
+            if stored != clashing[stored["_id"]]:
+                raise LayoutError(f"{coll.name}: another document is already stored under _id {stored['_id']!r}; "
+                                  "the upgrade stops before removing the original with that uid") from None
         return len(copies) - len(errors)
 
 
@@ -465,6 +485,8 @@ def apply_plan(db: Database, plan: UpgradePlan, now: float | None = None) -> Non
     """
     now = time.time() if now is None else now
     stamp = {"at": now, "by": f"analysisstore {__version__}"}
+    for collection in sorted(plan.convert):
+        _refuse_foreign_ids(db[collection], collection)
 
     def keep(entry_id: str, fields: dict[str, Any]) -> UpdateOne:
         return UpdateOne({"_id": entry_id}, {"$setOnInsert": {**fields, **stamp}}, upsert=True)
