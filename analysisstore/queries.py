@@ -452,6 +452,9 @@ def parse_order_by(spec: str | Iterable[str] | None) -> list[tuple[str, int]]:
         if not name.strip():
             raise BadRequest(f"order_by holds {key!r}, which names no field")
         field = check_field(name)
+        if field == "_id" or field.startswith("_id."):
+            # Reads never carry _id, so a cursor could not continue after it (every page was the first).
+            raise BadRequest("order_by cannot name _id; order by uid (a document's _id is its uid)")
         if field in (f for f, _ in sort):
             raise BadRequest(f"order_by names {field!r} twice")
         sort.append((field, direction))

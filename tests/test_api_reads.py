@@ -164,3 +164,13 @@ def test_a_client_hanging_up_mid_stream_releases_the_database_cursor(service, mo
     while open_cursors(mongo) > baseline:  # each check is a database round trip, not a sleep
         assert time.monotonic() < deadline, "the service kept its cursor open after the client left"
     assert requests.get(f"{service.url}/api/v1/data_reference", params={"limit": 1}, timeout=30).status_code == 200
+
+
+def test_order_by_id_is_refused_rather_than_paged_forever(service):
+    """Reads drop _id, so a cursor after a page ordered by it held null and every page was the first."""
+    for doc in [header_doc() for _ in range(3)]:
+        assert requests.post(f"{service.url}/api/v1/analysis_header", json=doc, timeout=30).status_code == 201
+    for order in ("_id", "-_id", "time,_id", "_id.x"):
+        assert_error(_list(service, "analysis_header", order_by=order, limit=1), 400, "BadRequest", "_id")
+    assert_error(_search(service, "analysis_header", {"filter": {}, "order_by": ["_id"], "limit": 1}), 400,
+                 "BadRequest", "_id")
