@@ -203,16 +203,17 @@ def test_listings_that_are_not_one_stream_keep_their_pages(service):
     assert [d["uid"] for d in body["items"]] == _expected(records_a[3:])[:4]
 
 
-def test_times_near_the_end_of_the_float_range_page_exactly(service):
-    """Windows that would reach past the largest float end in one open read: a header stamped near it
-    with records before it, and a stream whose records straddle ordinary and huge times."""
+def test_times_at_the_end_of_the_accepted_range_page_exactly(service):
+    """Windows that would reach past the largest accepted time (1e120; larger ones are refused at write,
+    tests/test_upper_bounds.py) end in one open read: a header stamped near it with records before it, and
+    a stream whose records straddle ordinary and huge times."""
     header = header_doc()
-    late = stream_doc(header["uid"], time=1.5e308)
+    late = stream_doc(header["uid"], time=0.9e120)
     assert post(service, "analysis_header", header).status_code == 201
     assert post(service, "data_reference_header", late).status_code == 201
-    records = [record_doc(late["uid"], seq_num=i, time=t) for i, t in enumerate([1.0, 2.0, 1.6e308, 1.7e308])]
+    records = [record_doc(late["uid"], seq_num=i, time=t) for i, t in enumerate([1.0, 2.0, 0.95e120, 1e120])]
     assert post(service, "data_reference", records).ok
-    stream, more = _stream_with(service, [1_700_000_002.0 + i for i in range(6)] + [1.0e308, 1.7e308])
+    stream, more = _stream_with(service, [1_700_000_002.0 + i for i in range(6)] + [0.5e120, 1e120])
     for limit in (1, 3):
         assert [u for page in _pages(service, late["uid"], "time", limit) for u in page] == _expected(records)
         assert [u for page in _pages(service, stream["uid"], "time", limit) for u in page] == _expected(more)

@@ -101,3 +101,13 @@ def test_a_time_bound_the_index_cannot_order_is_a_400_not_a_wrong_answer(service
     answer = requests.post(f"{service.url}/api/v1/data_reference/search", timeout=30,
                            data='{"filter": {"time": {"$lte": 1' + "0" * 400 + '}}}')
     assert answer.status_code == 400, answer.text  # an integer past any float: refused, whatever the reason
+
+
+@pytest.mark.parametrize("when", [1e-130, -1e-200, 1e121, -1.5e308])
+def test_a_time_the_index_cannot_order_is_refused_at_write(service, analysis, when):
+    """Stored, such a record was left out of listings in time order while the count still included it."""
+    stream = analysis["stream"]["uid"]
+    record = record_doc(stream, time=when)
+    assert_error(post(service, "data_reference", record), 422, contains="magnitude")
+    assert_error(post(service, "analysis_header", header_doc(time=when)), 422, contains="magnitude")
+    assert _list(service, "data_reference", data_reference_header=stream) == []
