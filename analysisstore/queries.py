@@ -213,17 +213,23 @@ def check_time_magnitudes(filt: Any) -> None:
         return
     if not isinstance(filt, dict):
         return
-    low, high = TIME_BOUND_MAGNITUDES
     for key, value in filt.items():
         if key == "time" and isinstance(value, dict):
-            for op in _RANGE_OPERATORS:
-                bound = value.get(op)
-                if isinstance(bound, (int, float)) and not isinstance(bound, bool) and bound != 0 \
-                        and not low <= abs(bound) <= high:
-                    raise BadRequest(f"a time bound of {str(bound)[:40]} is out of range: bounds on time are 0 or "
-                                     f"between {low:g} and {high:g} in magnitude")
+            _check_time_condition(value)
         if isinstance(value, (dict, list)):
             check_time_magnitudes(value)
+
+
+def _check_time_condition(condition: dict[str, Any]) -> None:
+    """The range bounds of one ``time`` condition, also under ``$not`` and ``$elemMatch``."""
+    low, high = TIME_BOUND_MAGNITUDES
+    for op, bound in condition.items():
+        if op in ("$not", "$elemMatch") and isinstance(bound, dict):
+            _check_time_condition(bound)
+        elif op in _RANGE_OPERATORS and isinstance(bound, (int, float)) and not isinstance(bound, bool) \
+                and bound != 0 and not low <= abs(bound) <= high:
+            raise BadRequest(f"a time bound of {str(bound)[:40]} is out of range: bounds on time are 0 or "
+                             f"between {low:g} and {high:g} in magnitude")
 
 
 _ISO_RE = re.compile(r"\d{4}-\d{2}-\d{2}([T ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?)?(Z|[+-]\d{2}:?\d{2})?")

@@ -98,6 +98,10 @@ def test_a_time_bound_the_index_cannot_order_is_a_400_not_a_wrong_answer(service
     answer = requests.post(f"{service.url}/api/v1/data_reference/search", timeout=30,
                            json={"filter": {"$or": [{"time": {"$gt": float(bound)}}, {"seq_num": 1}]}})
     assert_error(answer, 400, "BadRequest", "out of range")
+    for nested in ({"$not": {"$gt": float(bound)}}, {"$elemMatch": {"$lte": float(bound)}}):
+        answer = requests.post(f"{service.url}/api/v1/data_reference/search", timeout=30,
+                               json={"filter": {"data_reference_header": three_records, "time": nested}})
+        assert_error(answer, 400, "BadRequest", "out of range")
     answer = requests.post(f"{service.url}/api/v1/data_reference/search", timeout=30,
                            data='{"filter": {"time": {"$lte": 1' + "0" * 400 + '}}}')
     assert answer.status_code == 400, answer.text  # an integer past any float: refused, whatever the reason
