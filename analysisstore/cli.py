@@ -793,10 +793,16 @@ def _dispatch(args: argparse.Namespace) -> int:
     if args.command == "token":
         return _run_token(args)
     if args.command == "upgrade":
-        from .upgrade import run_upgrade
+        from .upgrade import UpgradeFailed, run_upgrade
 
         logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s: %(message)s")
-        return run_upgrade(args)
+        try:
+            code, report = run_upgrade(args)
+        except UpgradeFailed as exc:
+            print(f"analysisstore: {exc}", file=sys.stderr)
+            return exc.code
+        print(report)
+        return code
     logging.basicConfig(level=getattr(logging, args.log_level), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     if args.log_level != "DEBUG":  # each retry's warning is noise: the failure is reported once, at the end

@@ -12,7 +12,6 @@ import argparse
 import json
 import logging
 import re
-import sys
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from typing import Any
 from .config import ConfigError, ServiceConfig, default_data_dir, load_config
 from .store._layout import ASIDE_COLLECTION, LAYOUT_VERSION, LayoutError, UpgradeRequired, check_layout
 
-__all__ = ["add_upgrade_parser", "run_upgrade", "refusal_line", "check_layout", "LayoutError"]
+__all__ = ["add_upgrade_parser", "run_upgrade", "UpgradeFailed", "refusal_line", "check_layout", "LayoutError"]
 
 log = logging.getLogger(__name__)
 
@@ -82,8 +81,19 @@ def _exit_status_map(items: list[str]) -> dict[str, str]:
     return mapping
 
 
-def run_upgrade(args: argparse.Namespace) -> int:
-    """The ``upgrade`` command: 0 when done (or nothing to do), 1 when the database refused, 2 on bad setup."""
+class UpgradeFailed(Exception):
+    """The upgrade could not run or the database failed: one line for the user, and the exit code."""
+
+    def __init__(self, line: str, code: int) -> None:
+        super().__init__(line)
+        self.code = code
+
+
+def run_upgrade(args: argparse.Namespace) -> tuple[int, str]:
+    """The ``upgrade`` command: its exit code (0 done or nothing to do, 1 not finished) and its report.
+
+    Raises :class:`UpgradeFailed` (code 1 when the database failed, 2 on bad setup) with one line to show.
+    """
     from pymongo import MongoClient
     from pymongo.errors import PyMongoError
 
@@ -94,22 +104,18 @@ def run_upgrade(args: argparse.Namespace) -> int:
     try:
         config = load_config(flags, args.config)
     except ConfigError as exc:
-        print(f"analysisstore: configuration error: {exc}", file=sys.stderr)
-        return 2
+        raise UpgradeFailed(f"configuration error: {exc}", 2) from None
     statuses = _exit_status_map(args.exit_status)
     with ExitStack() as stack:
         uri = config.mongo_uri
         if not uri:
             data_dir = Path(config.data_dir or default_data_dir())
             if not data_dir.is_dir():
-                print(f"analysisstore: no embedded database in {data_dir}; give --data-dir or --mongo-uri",
-                      file=sys.stderr)
-                return 2
+                raise UpgradeFailed(f"no embedded database in {data_dir}; give --data-dir or --mongo-uri", 2)
             try:
                 uri = stack.enter_context(EmbeddedMongo(data_dir)).uri
             except EmbeddedDatabaseError as exc:
-                print(f"analysisstore: {str(exc).splitlines()[0]}", file=sys.stderr)
-                return 2
+                raise UpgradeFailed(str(exc).splitlines()[0], 2) from None
         client = stack.enter_context(MongoClient(uri, serverSelectionTimeoutMS=config.db_timeout_ms,
                                                  appname="analysisstore-upgrade", document_class=dict))
         db = client[config.database]
@@ -121,18 +127,13 @@ def run_upgrade(args: argparse.Namespace) -> int:
                 apply_plan(db, plan)
                 after = plan_upgrade(db, statuses)
         except LayoutError as exc:
-            print(f"analysisstore: {exc}", file=sys.stderr)
-            return 2
+            raise UpgradeFailed(str(exc), 2) from None
         except PyMongoError as exc:
-            print(f"analysisstore: the database at {_redacted(uri)} failed: {str(exc).splitlines()[0][:300]}",
-                  file=sys.stderr)
-            return 1
+            raise UpgradeFailed(f"the database at {_redacted(uri)} failed: {str(exc).splitlines()[0][:300]}",
+                                1) from None
     report = _report(plan, after, applied=args.apply)
-    if args.json:
-        print(json.dumps(report, indent=2, default=str))
-    else:
-        print(_text(report))
-    return 1 if after is not None and after.change_count else 0
+    text = json.dumps(report, indent=2, default=str) if args.json else _text(report)
+    return (1 if after is not None and after.change_count else 0), text
 
 
 def _report(plan: Any, after: Any, applied: bool) -> dict[str, Any]:
