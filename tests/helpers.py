@@ -5,6 +5,7 @@ import uuid
 from typing import Any, Iterator
 
 import requests
+from pymongo import monitoring
 
 ERROR_KEYS = {"status", "type", "message", "details", "request_id"}
 
@@ -120,3 +121,19 @@ class EventReader:
 
     def close(self) -> None:
         self.response.close()
+
+
+class CommandNames(monitoring.CommandListener):
+    """Names of the commands the service's database client sends (heartbeats are not commands)."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.names.append(event.command_name)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        pass
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        pass

@@ -9,13 +9,13 @@ from typing import Any
 
 import pytest
 import requests
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 
 from analysisstore.ingest import ingest
 from analysisstore.store import Store
 
 from faults import fault_db, faulty_service  # noqa: F401 - fixtures
-from helpers import header_doc, record_doc, stream_doc, tail_doc
+from helpers import CommandNames, header_doc, record_doc, stream_doc, tail_doc
 from serving import Serve
 
 
@@ -218,24 +218,10 @@ def test_a_record_insert_held_up_in_the_database_holds_the_tail_by_its_change_fe
     assert db.change_feed.count_documents({"until": {"$gt": time.time()}}) == 0  # settled: no hold is left
 
 
-class _Commands(monitoring.CommandListener):
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
-
-
 def test_a_single_record_insert_takes_five_database_commands(service, service_loop, mongo_uri):
     """Position, pending entry (also the fence entry), the header's status, the insert, the settle."""
     _, stream = _open_analysis(service)
-    commands = _Commands()
+    commands = CommandNames()
     store = Store(AsyncMongoClient(mongo_uri, event_listeners=[commands]), service.config.database)
 
     async def insert_two() -> None:

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import pytest
 import requests
-from pymongo import AsyncMongoClient, monitoring
+from pymongo import AsyncMongoClient
 from tornado.httpserver import HTTPServer
 from tornado.netutil import bind_sockets
 
@@ -18,31 +18,15 @@ from analysisstore.app import make_app
 from analysisstore.client import AnalysisClient, NotFound, ServiceUnavailable, ServiceUnreachable
 from analysisstore.metrics import Metrics
 from analysisstore.store import Store
-from helpers import header_doc, post, record_doc, stream_doc
+from helpers import CommandNames, header_doc, post, record_doc, stream_doc
 
 pytestmark = pytest.mark.timeout(120)
-
-
-class _Commands(monitoring.CommandListener):
-    """Names of the commands the service's database client sends (heartbeats are not commands)."""
-
-    def __init__(self) -> None:
-        self.names: list[str] = []
-
-    def started(self, event: monitoring.CommandStartedEvent) -> None:
-        self.names.append(event.command_name)
-
-    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
-        pass
-
-    def failed(self, event: monitoring.CommandFailedEvent) -> None:
-        pass
 
 
 @pytest.fixture
 def watched(service, service_loop, mongo_uri) -> Iterator[tuple[str, _Commands, Metrics]]:
     """A second service on ``service``'s database whose database commands and request metrics are recorded."""
-    commands, metrics = _Commands(), Metrics()
+    commands, metrics = CommandNames(), Metrics()
 
     async def start() -> tuple[HTTPServer, Store, int]:
         store = Store(AsyncMongoClient(mongo_uri, event_listeners=[commands]), service.config.database)
